@@ -1,0 +1,63 @@
+# The project's vocabulary. `make help` lists it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test lint typecheck format demo kafka-up kafka-down kafka-status kafka-fetch lock clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "sluicegate needs Python 3.11+; $(PYTHON) is older (set PYTHON=...)"; exit 1; }
+	@echo "==> creating $(VENV) and installing sluicegate[dev,local] pinned by constraints.txt"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[dev,local]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the project with its dev and local extras
+
+kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
+	@$(PYTHON) -m ops.kafka fetch >/dev/null
+
+test: install kafka-fetch ## run the whole test suite (starts its own Kafka broker)
+	$(PY) -m pytest
+
+lint: install ## ruff checks and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install ## mypy --strict over the code and the tests
+	$(VENV)/bin/mypy
+
+demo: install kafka-fetch ## the whole story on a local broker, no API key needed
+	@$(PYTHON) -m ops.kafka up
+	$(PY) -m stream demo --bootstrap-servers "$$($(PYTHON) -m ops.kafka bootstrap)"
+
+kafka-up: ## start a local Kafka broker in the background and print its address
+	@$(PYTHON) -m ops.kafka up
+
+kafka-down: ## stop the broker `make kafka-up` started and delete its data
+	@$(PYTHON) -m ops.kafka down
+
+kafka-status: ## say whether the local broker runs and where
+	@$(PYTHON) -m ops.kafka status
+
+lock: ## re-resolve constraints.txt from pyproject.toml in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --progress-bar off '.[dev,local]'
+	{ echo "# Resolved by 'make lock' from pyproject.toml; make install pins to it."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^sluicegate' ; } > constraints.txt
+	rm -rf .lock-venv
+
+clean: ## remove the virtualenv and caches (not the Kafka jars in ~/.cache/sluicegate)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

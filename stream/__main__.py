@@ -1,0 +1,9 @@
+"""``python -m stream`` is the same CLI as ``sluicegate``."""
+
+from __future__ import annotations
+
+import sys
+
+from stream.cli import main
+
+sys.exit(main())
