@@ -1,11 +1,19 @@
 """The project's error tree. Every error says whether retrying it can help.
 
-    SluicegateError            retriable = False unless a subclass says otherwise
-    ├── ConfigError            a bad setting; the message names the key and what is accepted
-    └── ...                    the runtime, model client and handlers add theirs here
+    SluicegateError              retriable = False unless a subclass says otherwise
+    ├── ConfigError              a bad setting; names the key and what is accepted
+    ├── KafkaError               mapped from confluent-kafka in stream/kafka/errors.py
+    │   ├── KafkaUnavailable     retriable: brokers unreachable, timeouts
+    │   ├── ProduceFailed        a delivery report said no; retriable if librdkafka says so
+    │   ├── TransactionAborted   retriable: abort, rewind, redo the transaction
+    │   └── ProducerFenced       not retriable for this producer: recreate it
+    ├── EventError               a fault of one event: it goes to the DLQ
+    │   └── BadInput             the bytes cannot be decoded as the route expects
+    ├── DlqCapExceeded           too many events dead-lettered: stop, do not drain
+    └── ... the model client and handlers add theirs
 
 Third-party errors are mapped into this tree at exactly one boundary per library, so the
-runtime needs one rule only: retry what is retriable, dead-letter the rest.
+runtime needs one rule only: retry what is retriable, dead-letter per-event faults.
 """
 
 from __future__ import annotations
@@ -21,7 +29,50 @@ class ConfigError(SluicegateError):
     """The configuration is invalid; raised before anything connects anywhere."""
 
 
-class KafkaUnavailable(SluicegateError):
+class KafkaError(SluicegateError):
+    """A Kafka operation failed; ``code`` is librdkafka's error name when there is one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KafkaUnavailable(KafkaError):
     """The cluster did not answer in time; the message names the address to check."""
 
     retriable = True
+
+
+class ProduceFailed(KafkaError):
+    """A record was not acknowledged."""
+
+    def __init__(self, message: str, code: str | None = None, *, retriable: bool) -> None:
+        super().__init__(message, code)
+        self.retriable = retriable
+
+
+class TransactionAborted(KafkaError):
+    """The transaction was aborted; its records are discarded and must be produced again."""
+
+    retriable = True
+
+
+class ProducerFenced(KafkaError):
+    """Another producer with our transactional id took over, or the producer hit a fatal
+    error: this instance can no longer be used."""
+
+
+class EventError(SluicegateError):
+    """One event cannot be processed; it is dead-lettered and the stream goes on."""
+
+    stage: str = "handler"
+
+
+class BadInput(EventError):
+    """The record's bytes are not what the route accepts (encoding, JSON, shape)."""
+
+    stage = "decode"
+
+
+class DlqCapExceeded(SluicegateError):
+    """The dead-letter cap tripped: something is broken for every event, so stop."""

@@ -20,3 +20,28 @@ def message_headers(msg: Message) -> Headers:
         return ()
     items = raw.items() if isinstance(raw, dict) else raw
     return tuple((name, _as_bytes(value)) for name, value in items)
+
+
+# Headers the processor adds to what it produces, so every output traces to its input.
+SOURCE_TOPIC = "sluicegate.source.topic"
+SOURCE_PARTITION = "sluicegate.source.partition"
+SOURCE_OFFSET = "sluicegate.source.offset"
+PROCESSOR_VERSION = "sluicegate.version"
+ROUTE = "sluicegate.route"
+# Only on dead-letter records: why and where the event failed.
+DLQ_ERROR_CLASS = "sluicegate.dlq.error.class"
+DLQ_ERROR_MESSAGE = "sluicegate.dlq.error.message"
+DLQ_STAGE = "sluicegate.dlq.stage"
+DLQ_ATTEMPTS = "sluicegate.dlq.attempts"
+DLQ_FAILED_AT = "sluicegate.dlq.failed_at"
+DLQ_SOURCE_TIMESTAMP = "sluicegate.dlq.source.timestamp"
+OURS_PREFIX = "sluicegate."
+
+
+def header(headers: Headers, name: str) -> bytes | None:
+    """The last value of header ``name``, or None."""
+    found = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    return found
