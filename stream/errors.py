@@ -7,7 +7,7 @@
     │   ├── ProduceFailed        a delivery report said no; retriable if librdkafka says so
     │   ├── TransactionAborted   retriable: abort, rewind, redo the transaction
     │   └── ProducerFenced       not retriable for this producer: recreate it
-    ├── EventError               a fault of one event: it goes to the DLQ
+    ├── EventError               a fault of one event: it goes to the DLQ (schemas/errors.py)
     │   └── BadInput             the bytes cannot be decoded as the route expects
     ├── DlqCapExceeded           too many events dead-lettered: stop, do not drain
     └── ... the model client and handlers add theirs
@@ -18,12 +18,20 @@ runtime needs one rule only: retry what is retriable, dead-letter per-event faul
 
 from __future__ import annotations
 
+from schemas.errors import BadInput, EventError, SluicegateError
 
-class SluicegateError(Exception):
-    """Root of every error this project raises on purpose."""
-
-    retriable: bool = False
-
+__all__ = [
+    "BadInput",
+    "ConfigError",
+    "DlqCapExceeded",
+    "EventError",
+    "KafkaError",
+    "KafkaUnavailable",
+    "ProduceFailed",
+    "ProducerFenced",
+    "SluicegateError",
+    "TransactionAborted",
+]
 
 class ConfigError(SluicegateError):
     """The configuration is invalid; raised before anything connects anywhere."""
@@ -60,18 +68,6 @@ class TransactionAborted(KafkaError):
 class ProducerFenced(KafkaError):
     """Another producer with our transactional id took over, or the producer hit a fatal
     error: this instance can no longer be used."""
-
-
-class EventError(SluicegateError):
-    """One event cannot be processed; it is dead-lettered and the stream goes on."""
-
-    stage: str = "handler"
-
-
-class BadInput(EventError):
-    """The record's bytes are not what the route accepts (encoding, JSON, shape)."""
-
-    stage = "decode"
 
 
 class DlqCapExceeded(SluicegateError):

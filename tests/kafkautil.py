@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
 
-from stream.kafka.headers import Headers, message_headers
+from schemas.records import Headers
+from stream.kafka.headers import message_headers
 
 
 @dataclass(frozen=True)

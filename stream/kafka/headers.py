@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-Headers = tuple[tuple[str, bytes], ...]
+from schemas.records import Headers
 
 
 def _as_bytes(value: str | bytes | None) -> bytes:
