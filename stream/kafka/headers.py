@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Message
+from typing import TYPE_CHECKING
 
-from schemas.records import Headers
+from schemas.records import Headers, SourceRecord
+
+if TYPE_CHECKING:  # the CLI imports this module; keep confluent_kafka out of `--help`
+    from confluent_kafka import Message
 
 
 def _as_bytes(value: str | bytes | None) -> bytes:
@@ -45,3 +48,14 @@ def header(headers: Headers, name: str) -> bytes | None:
         if key == name:
             found = value
     return found
+
+
+def trace_headers(record: SourceRecord, route: str, version: str) -> Headers:
+    """The headers every output of ``record`` carries: where it came from, what made it."""
+    return (
+        (SOURCE_TOPIC, record.topic.encode()),
+        (SOURCE_PARTITION, str(record.partition).encode()),
+        (SOURCE_OFFSET, str(record.offset).encode()),
+        (PROCESSOR_VERSION, version.encode()),
+        (ROUTE, route.encode()),
+    )

@@ -1,0 +1,170 @@
+"""Dead-lettering: what a failed event becomes, and the cap that stops a broken deploy.
+
+``dead_letter()`` turns a failed ``SourceRecord`` into the ``OutRecord`` the sink produces
+to the DLQ topic: the original key, a ``DlqEnvelope`` as value (original bytes kept
+exactly) and the original headers followed by sluicegate's trace and DLQ headers.
+``DlqCap`` watches the share of dead-lettered events and raises ``DlqCapExceeded`` when
+every event seems to fail, so a bad deploy stops instead of draining the input into the
+DLQ. Both are pure: no Kafka I/O here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from schemas.dlq import DlqEnvelope
+from stream import __version__
+from stream.config import DlqSettings
+from stream.errors import DlqCapExceeded, SluicegateError
+from stream.kafka import headers as h
+from stream.records import OutRecord, SourceRecord
+
+HEADER_MESSAGE_LIMIT = 1000
+# The envelope keeps more of the message than the header, but stays bounded: an error
+# that quotes a 10 MB input must not double the size of the DLQ record.
+ENVELOPE_MESSAGE_LIMIT = 10_000
+NEAR_LIMIT_SHARE = 0.8
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _message(error: BaseException) -> str:
+    """``str(error)`` as valid text: dead-lettering itself must never fail."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not stop the stream
+        text = f"<str() of {type(error).__qualname__} failed>"
+    # Lone surrogates (surrogateescape'd input) fit neither JSON nor a UTF-8 header.
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def error_class_name(error: BaseException) -> str:
+    """Our own and builtin errors by class name; anyone else's qualified by module."""
+    cls = type(error)
+    if isinstance(error, SluicegateError) or cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def dead_letter(
+    record: SourceRecord,
+    error: BaseException,
+    *,
+    topic: str,
+    route: str,
+    handler: str,
+    stage: str | None = None,
+    attempts: int = 1,
+    now: datetime | None = None,
+) -> OutRecord:
+    """The DLQ record for ``record`` failing with ``error``.
+
+    Only ``str(error)`` is recorded, never a traceback, ``repr`` or chained cause, so
+    nothing the handler held (API keys, prompts) leaks into the DLQ. ``stage`` defaults
+    to the error's own ``stage`` attribute (``EventError`` subclasses set one), else
+    ``"handler"``. ``now`` must be timezone-aware; it defaults to the current UTC time.
+    """
+    if now is not None and now.tzinfo is None:
+        raise ValueError("dead_letter(now=...) needs a timezone-aware datetime")
+    failed_at = (now or datetime.now(UTC)).astimezone(UTC)
+    stage = stage if stage is not None else str(getattr(error, "stage", "handler"))
+    error_class = error_class_name(error)
+    message = _message(error)
+    envelope = DlqEnvelope(
+        route=route,
+        handler=handler,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        source_timestamp_ms=record.timestamp_ms,
+        key=record.key,
+        value=record.value,
+        headers=list(record.headers),
+        error_class=error_class,
+        error_message=_truncate(message, ENVELOPE_MESSAGE_LIMIT),
+        stage=stage,
+        attempts=attempts,
+        failed_at=failed_at,
+        processor_version=__version__,
+    )
+    ours: list[tuple[str, bytes]] = [
+        *h.trace_headers(record, route, __version__),
+        (h.DLQ_ERROR_CLASS, error_class.encode()),
+        (h.DLQ_ERROR_MESSAGE, _truncate(message, HEADER_MESSAGE_LIMIT).encode()),
+        (h.DLQ_STAGE, stage.encode()),
+        (h.DLQ_ATTEMPTS, str(attempts).encode()),
+        (h.DLQ_FAILED_AT, envelope.failed_at.isoformat().encode()),
+    ]
+    if record.timestamp_ms is not None:
+        ours.append((h.DLQ_SOURCE_TIMESTAMP, str(record.timestamp_ms).encode()))
+    return OutRecord(
+        topic=topic,
+        key=record.key,
+        value=envelope.to_json(),
+        headers=(*record.headers, *ours),
+    )
+
+
+class DlqCap:
+    """Counts dead-lettered events over a sliding window and trips when too many die.
+
+    Call ``record(dead)`` once per finished event. It raises ``DlqCapExceeded`` when,
+    after at least ``min_events`` events, more than ``max_ratio`` of the last ``window``
+    were dead, or when ``max_consecutive`` events in a row were dead. O(1) per call.
+    """
+
+    def __init__(self, settings: DlqSettings) -> None:
+        self._settings = settings
+        self._recent: deque[bool] = deque()
+        self._dead = 0
+        self._seen = 0
+        self._consecutive = 0
+
+    @property
+    def ratio(self) -> float:
+        """Share of dead events among the last ``window`` (0.0 before any event)."""
+        return self._dead / len(self._recent) if self._recent else 0.0
+
+    @property
+    def consecutive(self) -> int:
+        """Dead events in a row, up to the latest one."""
+        return self._consecutive
+
+    @property
+    def near_limit(self) -> bool:
+        """True at 80 % of either limit; the ratio only counts once ``min_events`` were
+        seen, so the first failure after start-up (ratio 1.0) raises no alarm."""
+        s = self._settings
+        ratio_near = self._seen >= s.min_events and self.ratio >= NEAR_LIMIT_SHARE * s.max_ratio
+        return ratio_near or self._consecutive >= NEAR_LIMIT_SHARE * s.max_consecutive
+
+    def record(self, dead: bool) -> None:
+        """Count one finished event; raise ``DlqCapExceeded`` if a limit is now exceeded."""
+        s = self._settings
+        if len(self._recent) == s.window:
+            self._dead -= self._recent.popleft()
+        self._recent.append(dead)
+        self._dead += dead
+        self._seen += 1
+        self._consecutive = self._consecutive + 1 if dead else 0
+        if self._consecutive >= s.max_consecutive:
+            self._trip(
+                f"{self._consecutive} consecutive events were dead-lettered "
+                f"(dlq.max_consecutive = {s.max_consecutive})"
+            )
+        if self._seen >= s.min_events and self.ratio > s.max_ratio:
+            self._trip(
+                f"{self._dead} of the last {len(self._recent)} events were dead-lettered "
+                f"(ratio {self.ratio:.2f} > dlq.max_ratio {s.max_ratio})"
+            )
+
+    def _trip(self, reason: str) -> NoReturn:
+        raise DlqCapExceeded(
+            f"{reason}; stopping instead of draining the topic into the DLQ. Check the DLQ "
+            f"with `sluicegate dlq inspect --topic {self._settings.topic}`, fix the cause, "
+            "then `sluicegate dlq replay` the failed events."
+        )
