@@ -18,6 +18,7 @@ from pathlib import Path
 
 from stream import __version__
 from stream.config import load
+from stream.dlq_cli import add_dlq_commands
 from stream.errors import ConfigError, KafkaUnavailable, SluicegateError
 
 EXIT_OK = 0
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kafka to use (default: kafka.bootstrap_servers from config/environment)",
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    add_dlq_commands(sub)  # `dlq inspect` and `dlq replay`; each sets its own handler
     return parser
 
 
@@ -78,15 +81,9 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = load(args.config)
-    if not settings.routes:
-        raise ConfigError("routes: no route is configured; add at least one [[routes]] table")
-    print(
-        "sluicegate run: the configuration is valid, but this build does not include the "
-        "processing runtime yet, so nothing was consumed.",
-        file=sys.stderr,
-    )
-    return EXIT_FAILURE
+    from stream.app import run_processor  # noqa: PLC0415 - keeps `--help` fast
+
+    return run_processor(load(args.config))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

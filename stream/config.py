@@ -132,6 +132,11 @@ class ProcessingSettings(_Section):
     commit_interval_ms: PositiveInt = 1000
     shutdown_timeout_s: PositiveFloat = 30.0
     transaction_timeout_ms: PositiveInt = 60000
+    # Exactly-once only. Keep it stable across restarts of one replica (a StatefulSet
+    # pod name, say) so a restart fences its predecessor and aborts its open transaction
+    # at once; default: "<group_id>-<hostname>".
+    transactional_id: str | None = None
+    max_poll_records: PositiveInt = 500
 
 
 class DlqSettings(_Section):

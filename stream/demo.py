@@ -64,6 +64,7 @@ def produce_samples(kafka: KafkaSettings) -> dict[str, int]:
             producer.produce(stream.topic, value=value, key=key, on_delivery=on_delivery)
         counts[stream.topic] = len(records)
     remaining = producer.flush(30)
+    producer.close()
     if remaining or failures:
         raise RuntimeError(f"{remaining} sample events unsent, {len(failures)} failed: {failures}")
     return counts

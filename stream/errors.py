@@ -33,6 +33,7 @@ __all__ = [
     "TransactionAborted",
 ]
 
+
 class ConfigError(SluicegateError):
     """The configuration is invalid; raised before anything connects anywhere."""
 

@@ -30,6 +30,7 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
     for key, value in records:
         producer.produce(topic, value=value, key=key, on_delivery=lambda e, _m: errors.append(e))
     assert producer.flush(30) == 0
+    producer.close()
     assert [e for e in errors if e is not None] == []
 
 

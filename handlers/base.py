@@ -1,0 +1,59 @@
+"""The small contract between the runtime and a handler.
+
+A handler turns one source record into a ``Result``. It never talks to Kafka: the
+runtime consumes, produces, retries, dead-letters and commits. A handler raises
+``schemas.errors.BadInput`` (or another ``EventError``) for a fault of the event itself,
+and lets retriable errors propagate so the runtime retries them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.records import SourceRecord
+
+
+class HandlerOptions(BaseModel):
+    """Per-route options of a handler (``[routes.options]``); subclasses add fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a handler made of one event.
+
+    ``value`` is the enriched event for the route's output topic; None is an explicit,
+    counted skip (``skip_reason`` says why). ``alerts`` go to the alerts topic.
+    """
+
+    value: bytes | None
+    alerts: tuple[bytes, ...] = ()
+    skip_reason: str | None = None
+
+
+class Handler(ABC):
+    """One enrichment task. Instances are shared by all events of a route."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[HandlerOptions]] = HandlerOptions
+
+    def __init__(self, options: HandlerOptions) -> None:
+        self.options = options
+
+    @classmethod
+    def from_options(cls, raw: Mapping[str, Any]) -> Handler:
+        """Validate raw route options (pydantic ``ValidationError`` on bad ones)."""
+        return cls(cls.Options.model_validate(dict(raw)))
+
+    @abstractmethod
+    async def handle(self, record: SourceRecord) -> Result:
+        """Process one record."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most handlers hold nothing
+        """Release what the handler holds; called once at shutdown."""

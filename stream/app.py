@@ -1,0 +1,46 @@
+"""``sluicegate run``: the processor as a process, with signals and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from stream import __version__, logs
+from stream.config import Settings
+from stream.errors import ConfigError
+from stream.kafka.admin import check_reachable
+from stream.processor import Processor
+
+log = logging.getLogger("sluicegate")
+
+
+async def serve(settings: Settings) -> Processor:
+    """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
+    processor = Processor(settings)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, check_reachable, settings.kafka)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, processor.stop)
+    log.info(
+        "sluicegate %s starting: %d route(s), %s, group %s",
+        __version__,
+        len(settings.routes),
+        settings.processing.guarantee,
+        settings.kafka.group_id,
+    )
+    try:
+        await processor.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("sluicegate stopped: %s", processor.stats)
+    return processor
+
+
+def run_processor(settings: Settings) -> int:
+    if not settings.routes:
+        raise ConfigError("routes: no route is configured; add at least one [[routes]] table")
+    logs.configure(settings.log)
+    asyncio.run(serve(settings))
+    return 0

@@ -1,0 +1,153 @@
+"""The consumer side: librdkafka's consumer on one thread of its own, batches to the loop.
+
+Every blocking call (consume, close) runs on a single dedicated thread, so the event loop
+never blocks. Rebalance callbacks run on that thread inside ``consume()``; they hand the
+work to the loop and wait for it (``run_coroutine_threadsafe``), which is safe because
+the loop is only ever *awaiting* that thread. Non-blocking calls (pause, resume, async
+commit) are made from the loop directly; librdkafka handles are thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from stream.config import KafkaSettings, LibrdkafkaValue
+from stream.kafka.errors import map_kafka_error
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+# Called on the loop when partitions are revoked; returns offsets to commit for them.
+RevokeHook = Callable[[list[TP]], Coroutine[Any, Any, Mapping[TP, int]]]
+AssignHook = Callable[[list[TP]], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+
+
+def consumer_config(
+    kafka: KafkaSettings, *, isolation: str = "read_committed"
+) -> dict[str, LibrdkafkaValue]:
+    """The consumer settings the runtime relies on; ``kafka.consumer_extra`` may override
+    tuning keys but not the ones that would break the no-loss guarantee."""
+    conf: dict[str, LibrdkafkaValue] = {
+        **kafka.client_config(),
+        "group.id": kafka.group_id,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "queued.max.messages.kbytes": 16384,
+        **kafka.consumer_extra,
+        # Not overridable: offsets are committed by the runtime, after delivery only.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": isolation,
+        "enable.partition.eof": False,
+    }
+    return conf
+
+
+class Source:
+    """A subscribed consumer whose blocking work happens on its own thread."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: Iterable[str],
+        *,
+        on_assign: AssignHook,
+        on_revoke: RevokeHook,
+        on_lost: AssignHook,
+    ) -> None:
+        self._conf = consumer_config(kafka)
+        self._topics = list(topics)
+        self._hooks = (on_assign, on_revoke, on_lost)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sluicegate-consumer")
+        self._consumer: Consumer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("Source.start() was not called")
+        return self._consumer
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._consumer = Consumer(dict(self._conf), logger=log)
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+
+    async def poll(self, max_records: int, wait_s: float) -> list[Message]:
+        """Up to ``max_records`` messages, waiting at most ``wait_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._thread, self.consumer.consume, max_records, wait_s
+            )
+        except KafkaException as exc:
+            raise map_kafka_error(exc, "consuming") from None
+
+    def pause(self, tps: Iterable[TP]) -> None:
+        self.consumer.pause([TopicPartition(t, p) for t, p in tps])
+
+    def resume(self, tps: Iterable[TP]) -> None:
+        self.consumer.resume([TopicPartition(t, p) for t, p in tps])
+
+    def commit(self, offsets: Mapping[TP, int], *, asynchronous: bool) -> None:
+        """Commit ``offsets`` (next offset to read per partition)."""
+        if not offsets:
+            return
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=parts, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=parts, asynchronous=False)
+        except KafkaException as exc:
+            # A failed commit loses nothing: the offsets are committed again later, or
+            # the events are processed once more after a restart (at-least-once).
+            log.warning("offset commit failed: %s", map_kafka_error(exc, "committing"))
+
+    async def commit_sync(self, offsets: Mapping[TP, int]) -> None:
+        """A synchronous commit on the consumer's thread (shutdown)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, lambda: self.commit(offsets, asynchronous=False))
+
+    async def close(self) -> None:
+        """Leave the group (the revoke hook runs once more) and close; idempotent."""
+        if self._closed or self._consumer is None:
+            self._closed = True
+            self._thread.shutdown(wait=False)
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._consumer.close)
+        self._thread.shutdown(wait=True)
+
+    # --- rebalance callbacks: run on the consumer thread, inside consume()/close() ------
+
+    def _call_on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            raise RuntimeError("Source.start() was not called")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _assigned(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._call_on_loop(self._hooks[0]([(tp.topic, tp.partition) for tp in parts]))
+
+    def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        offsets = self._call_on_loop(self._hooks[1]([(tp.topic, tp.partition) for tp in parts]))
+        if offsets:
+            # Commit on this thread, before the partitions are given up.
+            self.commit(offsets, asynchronous=False)
+
+    def _lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._call_on_loop(self._hooks[2]([(tp.topic, tp.partition) for tp in parts]))

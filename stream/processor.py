@@ -1,0 +1,471 @@
+"""The processor: consume -> handle -> produce -> commit, without losing an event.
+
+One asyncio loop owns all state. An event's offset becomes committable only when every
+output it produced is acknowledged (at-least-once) or staged for the next transaction
+(exactly-once, where outputs and offsets are committed together). Bounds on in-flight
+events pause partitions; polling never stops, so group membership stays alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from handlers.base import Handler, Result
+from handlers.registry import HANDLERS
+from schemas.records import OutRecord, SourceRecord
+from stream import __version__
+from stream.config import Settings
+from stream.dlq import DlqCap, dead_letter
+from stream.errors import (
+    ConfigError,
+    DlqCapExceeded,
+    EventError,
+    KafkaError,
+    ProducerFenced,
+    SluicegateError,
+    TransactionAborted,
+)
+from stream.kafka.errors import map_kafka_error
+from stream.kafka.headers import message_headers, trace_headers
+from stream.kafka.sink import Sink
+from stream.kafka.source import Source
+from stream.partition import TP, Partition, Route, output_records
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Stats:
+    """Counters of what happened, for tests, the demo and benchmarks."""
+
+    consumed: int = 0
+    produced: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    retries: int = 0
+    pauses: int = 0
+    resumes: int = 0
+    commits: int = 0
+    transactions: int = 0
+    aborted_transactions: int = 0
+
+
+def backoff(attempt: int) -> float:
+    """Capped exponential backoff with full jitter."""
+    return random.uniform(0, min(MAX_BACKOFF_S, 0.1 * 2**attempt))
+
+
+def build_routes(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> list[Route]:
+    """Routes with their handlers: given ones (tests), else built from the registry."""
+    routes = []
+    for i, rs in enumerate(settings.routes):
+        handler = (handlers or {}).get(rs.name)
+        if handler is None:
+            cls = HANDLERS.get(rs.handler)
+            if cls is None:
+                raise ConfigError(
+                    f"routes.{i}.handler: unknown handler {rs.handler!r}; "
+                    f"accepted: {', '.join(sorted(HANDLERS))}"
+                )
+            try:
+                handler = cls.from_options(rs.options)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise ConfigError(f"routes.{i}.options ({rs.handler}): {exc}") from None
+        routes.append(Route(rs, handler))
+    return routes
+
+
+class Processor:
+    """Runs every configured route until ``stop()`` or a fatal error."""
+
+    def __init__(self, settings: Settings, handlers: Mapping[str, Handler] | None = None) -> None:
+        if not settings.routes:
+            raise ConfigError("routes: no route is configured; add at least one [[routes]]")
+        self.settings = settings
+        self.stats = Stats()
+        self._routes = {
+            t: r for r in build_routes(settings, handlers) for t in r.settings.input_topics
+        }
+        self._eos = settings.processing.guarantee == "exactly-once"
+        self._source = Source(
+            settings.kafka,
+            self._routes,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._sink = self._new_sink()
+        self._parts: dict[TP, Partition] = {}
+        self._load = 0  # events held in memory across all partitions
+        self._cap = DlqCap(settings.dlq)
+        self._stop = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._commit_lock = asyncio.Lock()
+        self._last_commit = time.monotonic()
+        self.assigned = asyncio.Event()
+
+    def _new_sink(self) -> Sink:
+        if not self._eos:
+            return Sink(self.settings.kafka)
+        p = self.settings.processing
+        tid = p.transactional_id or f"{self.settings.kafka.group_id}-{socket.gethostname()}"
+        return Sink(
+            self.settings.kafka,
+            transactional_id=tid,
+            transaction_timeout_ms=p.transaction_timeout_ms,
+        )
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: drain, commit, close. Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def partitions(self) -> Mapping[TP, Partition]:
+        return self._parts
+
+    # --- the main loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process until stopped; re-raise the fatal error that stopped it, if any."""
+        p = self.settings.processing
+        await self._sink.start()
+        await self._source.start()
+        try:
+            while not self._stop.is_set():
+                for msg in await self._source.poll(p.max_poll_records, 0.1):
+                    self._receive(msg)
+                self._backpressure()
+                if time.monotonic() - self._last_commit >= p.commit_interval_ms / 1000:
+                    await self._commit()
+        finally:
+            await self._shutdown()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _fail(self, error: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = error
+            log.error("stopping: %s", error)
+        self._stop.set()
+
+    def _receive(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            mapped = map_kafka_error(err, "consuming")
+            if err.fatal():
+                self._fail(mapped)
+            else:
+                log.warning("consumer: %s", mapped)
+            return
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        part = self._parts.get((topic, partition))
+        if part is None:  # fetched just before a revoke: the new owner reads it again
+            return
+        kind, ts = msg.timestamp()
+        record = SourceRecord(
+            topic, partition, offset, msg.key(), msg.value(), message_headers(msg),
+            ts if kind else None,
+        )  # fmt: skip
+        part.offsets.started(offset)
+        self._load += 1
+        self.stats.consumed += 1
+        if part.lanes.admit(record):
+            self._start(part, record)
+
+    def _start(self, part: Partition, record: SourceRecord) -> None:
+        part.running += 1
+        task = asyncio.create_task(self._process(part, record))
+        part.tasks.add(task)
+        task.add_done_callback(part.tasks.discard)
+
+    async def _process(self, part: Partition, record: SourceRecord) -> None:
+        try:
+            outputs, dead = await self._outcome(part.route, record)
+            self._cap.record(dead)
+        except DlqCapExceeded as exc:
+            self._fail(exc)  # this event stays uncommitted: it is processed again later
+            return
+        self.stats.dead_lettered += dead
+        if self._eos:
+            part.staged[record.offset] = outputs
+            self._finished(part, record)
+            self._advance(part, record)
+        else:
+            await self._produce(part, record, outputs, advance=True)
+
+    async def _outcome(self, route: Route, record: SourceRecord) -> tuple[list[OutRecord], bool]:
+        """Run the handler, retrying retriable errors; per-event faults become a DLQ record."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result: Result = await route.handler.handle(record)
+            except EventError as exc:
+                return [self._dead_letter(route, record, exc, attempt)], True
+            except SluicegateError as exc:
+                if not exc.retriable:
+                    return [self._dead_letter(route, record, exc, attempt)], True
+                self.stats.retries += 1
+                log.info("retrying %s after %s", record.where, exc)
+                await asyncio.sleep(backoff(attempt))
+                continue
+            except Exception as exc:  # a handler bug hit by this event
+                log.exception("handler %s failed on %s", route.settings.handler, record.where)
+                return [self._dead_letter(route, record, exc, attempt, "handler")], True
+            if result.value is None:
+                self.stats.skipped += 1
+            trace = trace_headers(record, route.name, __version__)
+            outs = output_records(
+                record,
+                route.settings,
+                value=result.value,
+                alerts=result.alerts,
+                alerts_topic=self.settings.alerts.topic,
+                trace=trace,
+            )
+            return outs, False
+
+    def _dead_letter(
+        self,
+        route: Route,
+        record: SourceRecord,
+        error: BaseException,
+        attempts: int,
+        stage: str | None = None,
+    ) -> OutRecord:
+        log.warning("dead-lettering %s: %s: %s", record.where, type(error).__name__, error)
+        return dead_letter(
+            record, error, topic=self.settings.dlq.topic, route=route.name,
+            handler=route.settings.handler, stage=stage, attempts=attempts,
+        )  # fmt: skip
+
+    async def _produce(
+        self, part: Partition, record: SourceRecord, outputs: list[OutRecord], *, advance: bool
+    ) -> None:
+        """At-least-once: send the outputs; the offset is done when all are acknowledged.
+
+        ``advance``: let the next event of this record's lane start once the outputs are
+        queued (in order); false on redelivery, when that already happened.
+        """
+        if not outputs:
+            self._finished(part, record)
+            if advance:
+                self._advance(part, record)
+            return
+        remaining = len(outputs)
+        failure: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if error is not None:
+                failure.append(error)
+            if remaining == 0:
+                if failure:
+                    self._redeliver(part, record, outputs, failure[0])
+                else:
+                    self.stats.produced += len(outputs)
+                    self._finished(part, record)
+
+        sent = 0
+        try:
+            for out in outputs:
+                await self._sink.send(out, delivered)
+                sent += 1
+        except KafkaError as exc:  # refused before queueing, e.g. too large
+            failure.append(exc)
+            remaining -= len(outputs) - sent
+            if remaining == 0:
+                self._redeliver(part, record, outputs, exc)
+        if advance:
+            self._advance(part, record)
+
+    def _redeliver(
+        self, part: Partition, record: SourceRecord, outputs: list[OutRecord], error: KafkaError
+    ) -> None:
+        """A delivery failed: retry if it may help, else dead-letter; never drop."""
+        if part.gone:
+            return
+        if error.retriable:
+            retry = outputs
+        elif all(o.topic == self.settings.dlq.topic for o in outputs):
+            self._fail(error)  # not even the DLQ takes it: stop rather than lose it
+            return
+        else:
+            retry = [self._dead_letter(part.route, record, error, 1, "produce")]
+            self.stats.dead_lettered += 1
+        self.stats.retries += 1
+        task = asyncio.create_task(self._produce_later(part, record, retry))
+        part.tasks.add(task)
+        task.add_done_callback(part.tasks.discard)
+
+    async def _produce_later(
+        self, part: Partition, record: SourceRecord, outputs: list[OutRecord]
+    ) -> None:
+        await asyncio.sleep(backoff(1))
+        await self._produce(part, record, outputs, advance=False)
+
+    def _advance(self, part: Partition, record: SourceRecord) -> None:
+        nxt = part.lanes.finished(record)
+        if nxt is not None and not part.gone:
+            self._start(part, nxt)
+
+    def _finished(self, part: Partition, record: SourceRecord) -> None:
+        """The event's outputs are acknowledged (or staged): its offset may be committed."""
+        if part.gone:
+            return
+        part.running -= 1
+        part.offsets.done(record.offset)
+        if not self._eos:
+            self._load -= 1
+
+    # --- backpressure --------------------------------------------------------------------
+
+    def _backpressure(self) -> None:
+        p = self.settings.processing
+        full = self._load >= p.max_in_flight
+        calm = self._load <= p.max_in_flight * p.resume_ratio
+        per_calm = p.max_in_flight_per_partition * p.resume_ratio
+        pause, resume = [], []
+        for tp, part in self._parts.items():
+            if not part.paused and (full or part.load >= p.max_in_flight_per_partition):
+                part.paused = True
+                pause.append(tp)
+            elif part.paused and calm and part.load <= per_calm:
+                part.paused = False
+                resume.append(tp)
+        if pause:
+            self._source.pause(pause)
+            self.stats.pauses += len(pause)
+        if resume:
+            self._source.resume(resume)
+            self.stats.resumes += len(resume)
+
+    # --- commits -------------------------------------------------------------------------
+
+    async def _commit(self, parts: list[Partition] | None = None) -> dict[TP, int]:
+        """Commit what is committable; at-least-once returns the offsets for the caller to
+        commit synchronously instead when ``parts`` is given (revoke, shutdown)."""
+        self._last_commit = time.monotonic()
+        if self._eos:
+            await self._commit_transaction()
+            return {}
+        chosen = list(self._parts.values()) if parts is None else parts
+        offsets = {}
+        for part in chosen:
+            ready = part.take_committable()
+            if ready is not None:
+                offsets[part.tp] = ready[0]
+                part.committed_to(ready[0])
+        if offsets:
+            self.stats.commits += 1
+            if parts is None:
+                self._source.commit(offsets, asynchronous=True)
+        return offsets
+
+    async def _commit_transaction(self) -> None:
+        async with self._commit_lock:
+            taken: dict[TP, int] = {}
+            records: list[OutRecord] = []
+            for part in self._parts.values():
+                ready = part.take_committable()
+                if ready is not None:
+                    taken[part.tp] = ready[0]
+                    records.extend(ready[1])
+            if not taken:
+                return
+            for attempt in range(1, 6):
+                try:
+                    metadata = self._source.consumer.consumer_group_metadata()
+                    await self._sink.commit_transaction(records, taken, metadata)
+                    break
+                except TransactionAborted as exc:
+                    self.stats.aborted_transactions += 1
+                    log.warning("transaction aborted (attempt %d): %s", attempt, exc)
+                except ProducerFenced as exc:
+                    self.stats.aborted_transactions += 1
+                    log.warning("producer fenced, recreating it: %s", exc)
+                    await self._sink.close()
+                    self._sink = self._new_sink()
+                    await self._sink.start()
+                await asyncio.sleep(backoff(attempt))
+            else:
+                self._fail(TransactionAborted("five transactions in a row failed; stopping"))
+                return
+            self.stats.transactions += 1
+            self.stats.produced += len(records)
+            for tp, offset in taken.items():
+                owner = self._parts.get(tp)
+                if owner is not None:
+                    self._load -= owner.committed_to(offset)
+
+    # --- rebalances: called on the loop from the consumer thread ---------------------------
+
+    async def _on_assign(self, tps: list[TP]) -> None:
+        for tp in tps:
+            self._parts[tp] = Partition(tp, self._routes[tp[0]])
+        log.info("assigned %s", sorted(tps))
+        self.assigned.set()
+
+    async def _on_revoke(self, tps: list[TP]) -> Mapping[TP, int]:
+        parts = [self._parts[tp] for tp in tps if tp in self._parts]
+        await self._drain(parts, self._revoke_deadline())
+        offsets = await self._commit(parts)
+        self._forget(parts)
+        log.info("revoked %s", sorted(tps))
+        return offsets
+
+    async def _on_lost(self, tps: list[TP]) -> None:
+        self._forget([self._parts[tp] for tp in tps if tp in self._parts])
+        log.warning("lost %s without a chance to commit", sorted(tps))
+
+    def _revoke_deadline(self) -> float:
+        return time.monotonic() + self.settings.processing.shutdown_timeout_s
+
+    async def _drain(self, parts: list[Partition], deadline: float) -> None:
+        """Let the running events of ``parts`` finish until ``deadline``, then cancel."""
+        while any(p.running for p in parts) and time.monotonic() < deadline:
+            if self._fatal is not None:
+                break
+            await asyncio.sleep(0.01)
+        for part in parts:
+            for task in list(part.tasks):
+                task.cancel()
+
+    def _forget(self, parts: list[Partition]) -> None:
+        for part in parts:
+            part.gone = True
+            for task in list(part.tasks):
+                task.cancel()
+            self._load -= part.load
+            self._parts.pop(part.tp, None)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        parts = list(self._parts.values())
+        deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
+        try:
+            if self._fatal is None or isinstance(self._fatal, DlqCapExceeded):
+                await self._drain(parts, deadline)
+                offsets = await self._commit(parts)
+                if offsets:
+                    await self._source.commit_sync(offsets)
+        finally:
+            for part in parts:
+                for task in list(part.tasks):
+                    task.cancel()
+            await self._source.close()
+            await self._sink.close()
+            for route in {id(r): r for r in self._routes.values()}.values():
+                await route.handler.aclose()

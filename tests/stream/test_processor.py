@@ -1,0 +1,269 @@
+"""The runtime against the real broker: no loss, DLQ, ordering, backpressure, rebalance."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from handlers.base import Handler, Result
+from handlers.echo import EchoOptions
+from schemas.dlq import DlqEnvelope
+from schemas.records import SourceRecord
+from stream.config import KafkaSettings
+from stream.errors import DlqCapExceeded
+from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
+from stream.processor import Processor
+from tests.conftest import TopicFactory
+from tests.kafkautil import consume, produce
+from tests.stream.harness import all_handled, run_until, settings_for, source_of
+
+pytestmark = [pytest.mark.kafka, pytest.mark.asyncio]
+
+
+def route(
+    name: str, src: str, out: str, ordering: str = "key", **options: object
+) -> dict[str, object]:
+    return {"name": name, "input_topics": [src], "output_topic": out, "ordering": ordering,
+            "options": options}  # fmt: skip
+
+
+def committed(kafka: KafkaSettings, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": kafka.group_id})
+    try:
+        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
+        return [tp.offset for tp in parts]
+    finally:
+        consumer.close()
+
+
+def events(n: int, keys: int = 7) -> list[tuple[bytes | None, bytes]]:
+    return [(f"k{i % keys}".encode(), orjson.dumps({"id": i})) for i in range(n)]
+
+
+async def test_every_event_enriched_and_committed(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """Each input becomes exactly one enriched output keyed like it, with trace headers,
+    and the group's committed offsets reach the end of every partition."""
+    src, out = make_topic("in", 3), make_topic("out", 3)
+    produce(kafka.bootstrap_servers, src, events(600))
+    processor = Processor(settings_for(kafka, [route("r", src, out)]))
+    await run_until(processor, all_handled(600))
+
+    got = consume(kafka.bootstrap_servers, out, 600)
+    assert len(got) == 600
+    assert len({source_of(r) for r in got}) == 600
+    for r in got[:20]:
+        body = orjson.loads(r.value or b"")
+        assert body["echo"]["source"].startswith(src)
+        assert r.key == f"k{body['id'] % 7}".encode()
+        assert header(r.headers, PROCESSOR_VERSION)
+    ends = collections.Counter(source_of(r)[1] for r in got)
+    assert committed(kafka, src, 3) == [ends[p] for p in range(3)]
+    assert processor.stats.dead_lettered == 0
+
+
+async def test_poison_events_go_to_the_dlq_with_original_bytes(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """Undecodable events reach the DLQ with their exact bytes and the reason; the good
+    events around them are enriched as usual."""
+    src, out, dlq = make_topic("in"), make_topic("out"), make_topic("dlq")
+    poison = [b"not json", b"\xff\xfe\x00bad", b"[1, 2]", b""]
+    records = events(40)
+    for i, value in enumerate(poison):
+        records.insert(5 + 9 * i, (b"bad", value))
+    produce(kafka.bootstrap_servers, src, records)
+    settings = settings_for(kafka, [route("r", src, out)], dlq={"topic": dlq})
+    processor = Processor(settings)
+    await run_until(processor, all_handled(44))
+
+    dead = consume(kafka.bootstrap_servers, dlq, 4)
+    assert sorted(DlqEnvelope.from_json(r.value or b"").value or b"" for r in dead) == sorted(
+        poison
+    )
+    for r in dead:
+        envelope = DlqEnvelope.from_json(r.value or b"")
+        assert envelope.error_class == "BadInput"
+        assert envelope.stage == "decode"
+        assert envelope.source_topic == src
+        assert records[envelope.source_offset][1] == envelope.value
+        assert r.key == b"bad"
+        assert header(r.headers, DLQ_ERROR_CLASS) == b"BadInput"
+        assert header(r.headers, DLQ_STAGE) == b"decode"
+    assert len(consume(kafka.bootstrap_servers, out, 40)) == 40
+
+
+async def test_dlq_cap_stops_the_processor(kafka: KafkaSettings, make_topic: TopicFactory) -> None:
+    """With every event failing, the consecutive cap stops the processor with a clear
+    error instead of draining the topic into the DLQ."""
+    src, out, dlq = make_topic("in"), make_topic("out"), make_topic("dlq")
+    produce(kafka.bootstrap_servers, src, [(None, b"garbage %d" % i) for i in range(200)])
+    settings = settings_for(
+        kafka, [route("r", src, out)], dlq={"topic": dlq, "max_consecutive": 10}
+    )
+    processor = Processor(settings)
+    with pytest.raises(DlqCapExceeded, match="consecutive"):
+        await run_until(processor, lambda p: False, limit_s=60)
+    assert processor.stats.dead_lettered < 10
+    assert committed(kafka, src, 1)[0] < 10
+    assert len(consume(kafka.bootstrap_servers, dlq, 10, timeout=5)) < 10
+
+
+class Probe(Handler):
+    """Records which keys run concurrently and in which order events start."""
+
+    name = "probe"
+
+    def __init__(self, delay: float = 0.002) -> None:
+        super().__init__(EchoOptions())
+        self.delay = delay
+        self.running: collections.Counter[bytes | None] = collections.Counter()
+        self.overlaps = 0
+        self.max_parallel = 0
+        self.order: dict[bytes | None, list[int]] = collections.defaultdict(list)
+
+    async def handle(self, record: SourceRecord) -> Result:
+        self.running[record.key] += 1
+        self.overlaps += self.running[record.key] > 1
+        self.max_parallel = max(self.max_parallel, sum(self.running.values()))
+        self.order[record.key].append(record.offset)
+        await asyncio.sleep(self.delay)
+        self.running[record.key] -= 1
+        return Result(record.value)
+
+
+async def test_key_mode_orders_each_key(kafka: KafkaSettings, make_topic: TopicFactory) -> None:
+    """Key mode never runs two events of one key at once and keeps their order, while
+    different keys do run in parallel."""
+    src, out = make_topic("in"), make_topic("out")
+    produce(kafka.bootstrap_servers, src, events(300, keys=5))
+    probe = Probe()
+    processor = Processor(settings_for(kafka, [route("r", src, out, "key")]), {"r": probe})
+    await run_until(processor, all_handled(300))
+    assert probe.overlaps == 0
+    assert probe.max_parallel > 1
+    for offsets in probe.order.values():
+        assert offsets == sorted(offsets)
+    got = consume(kafka.bootstrap_servers, out, 300)
+    per_key: dict[bytes | None, list[int]] = collections.defaultdict(list)
+    for r in got:
+        per_key[r.key].append(source_of(r)[2])
+    assert all(v == sorted(v) for v in per_key.values())
+
+
+async def test_partition_mode_is_one_at_a_time(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """Partition mode runs one event at a time per partition."""
+    src, out = make_topic("in"), make_topic("out")
+    produce(kafka.bootstrap_servers, src, events(60))
+    probe = Probe()
+    processor = Processor(settings_for(kafka, [route("r", src, out, "partition")]), {"r": probe})
+    await run_until(processor, all_handled(60))
+    assert probe.max_parallel == 1
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_backpressure_pauses_and_bounds_memory(
+    kafka: KafkaSettings, make_topic: TopicFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slow handler facing a backlog: partitions are paused and resumed, events held
+    in memory stay under the bound, resident memory stays flat, the member stays."""
+    src, out = make_topic("in", 2), make_topic("out", 2)
+    payload = b"x" * 900
+    produce(kafka.bootstrap_servers, src,
+            [(b"k%d" % i, orjson.dumps({"id": i, "pad": payload.decode()}))
+             for i in range(4000)])  # fmt: skip
+    bound, per_partition, batch = 200, 60, 50
+    settings = settings_for(
+        kafka,
+        [route("r", src, out, "unordered", delay_ms=5)],
+        processing={"max_in_flight": bound, "max_in_flight_per_partition": per_partition,
+                    "max_poll_records": batch},
+    )  # fmt: skip
+    processor = Processor(settings)
+    samples: list[tuple[int, float]] = []
+
+    def sample(p: Processor) -> None:
+        samples.append((sum(part.load for part in p.partitions.values()), rss_mb()))
+
+    await run_until(processor, all_handled(4000), limit_s=120, during=sample)
+    loads = [load for load, _ in samples]
+    assert max(loads) <= bound + batch
+    assert processor.stats.pauses > 0
+    assert processor.stats.resumes > 0
+    third = len(samples) // 3
+    early = max(rss for _, rss in samples[:third])
+    late = max(rss for _, rss in samples[-third:])
+    with capsys.disabled():
+        print(f"\n  backpressure: max in memory {max(loads)} events (bound {bound}), "
+              f"RSS first third {early:.1f} MB, last third {late:.1f} MB")  # fmt: skip
+    assert late - early < 25, "resident memory grew while the backlog was processed"
+    assert len(consume(kafka.bootstrap_servers, out, 4000, timeout=60)) == 4000
+
+
+async def test_rebalance_loses_nothing(kafka: KafkaSettings, make_topic: TopicFactory) -> None:
+    """Two processors in one group; one leaves mid-stream: every event is enriched at
+    least once and every partition's committed offset reaches its end."""
+    src, out = make_topic("in", 4), make_topic("out", 4)
+    n = 3000
+    produce(kafka.bootstrap_servers, src, events(n))
+    settings = settings_for(kafka, [route("r", src, out, "key", delay_ms=2)])
+    first, second = Processor(settings), Processor(settings)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.assigned.wait(), 30)
+
+    async def leave_midway() -> None:
+        while first.stats.consumed + second.stats.consumed < n // 3:  # noqa: ASYNC110 - polls counters
+            await asyncio.sleep(0.05)
+        first.stop()
+        await first_task
+
+    leaving = asyncio.create_task(leave_midway())
+    await run_until(second, lambda p: leaving.done() and all_handled(0)(p)
+                    and p.stats.produced + first.stats.produced >= n, limit_s=120)  # fmt: skip
+    await leaving
+    assert second.stats.consumed > 0
+    assert first.stats.consumed > 0
+
+    got = consume(kafka.bootstrap_servers, out, n, timeout=60)
+    sources = {source_of(r) for r in got}
+    assert len(sources) == n, f"{n - len(sources)} events missing"
+    ends = collections.Counter(p for _, p, _ in sources)
+    assert committed(kafka, src, 4) == [ends[p] for p in range(4)]
+
+
+async def test_exactly_once_outputs_are_committed_once(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """In exactly-once mode a read_committed reader sees every output exactly once."""
+    src, out, dlq = make_topic("in", 3), make_topic("out", 3), make_topic("dlq")
+    records = events(500)
+    records[100] = (b"k", b"broken")
+    produce(kafka.bootstrap_servers, src, records)
+    settings = settings_for(
+        kafka,
+        [route("r", src, out)],
+        dlq={"topic": dlq},
+        processing={"guarantee": "exactly-once", "transactional_id": f"t-{uuid.uuid4().hex}"},
+    )
+    processor = Processor(settings)
+    await run_until(processor, all_handled(500))
+    got = consume(kafka.bootstrap_servers, out, 499, isolation="read_committed")
+    dead = consume(kafka.bootstrap_servers, dlq, 1, isolation="read_committed")
+    sources = [source_of(r) for r in got] + [source_of(r) for r in dead]
+    assert len(sources) == len(set(sources)) == 500
+    assert processor.stats.transactions > 0
