@@ -19,9 +19,9 @@ async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
     processor = Processor(settings)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, check_reachable, settings.kafka)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, processor.stop)
+    await loop.run_in_executor(None, check_reachable, settings.kafka)
     log.info(
         "sluicegate %s starting: %d route(s), %s, group %s",
         __version__,

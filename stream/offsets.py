@@ -34,6 +34,10 @@ class PartitionOffsets:
         self._pending.add(offset)
         heapq.heappush(self._heap, offset)
 
+    def seen(self, offset: int) -> bool:
+        """True if ``offset`` is at or below one already started: a redelivery."""
+        return self._started_max is not None and offset <= self._started_max
+
     def done(self, offset: int) -> None:
         """Record that ``offset`` has finished (its outputs are acknowledged)."""
         try:

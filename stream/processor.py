@@ -58,6 +58,7 @@ class Stats:
     commits: int = 0
     transactions: int = 0
     aborted_transactions: int = 0
+    redelivered: int = 0  # records the consumer handed over twice; skipped
 
 
 def backoff(attempt: int) -> float:
@@ -170,6 +171,12 @@ class Processor:
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         part = self._parts.get((topic, partition))
         if part is None:  # fetched just before a revoke: the new owner reads it again
+            return
+        if part.offsets.seen(offset):
+            # librdkafka may rewind a fetch position after pause/resume or a rebalance
+            # (e.g. librdkafka#4686); the first copy is still tracked, so skip this one.
+            self.stats.redelivered += 1
+            log.debug("skipping redelivered %s[%d]@%d", topic, partition, offset)
             return
         kind, ts = msg.timestamp()
         record = SourceRecord(

@@ -37,11 +37,16 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
 def consume(
     bootstrap: str,
     topic: str,
-    expected: int,
+    expected: int | None,
     timeout: float = 30.0,
     isolation: str = "read_uncommitted",
+    idle_s: float = 3.0,
 ) -> list[Record]:
-    """Read a topic from the start until ``expected`` records arrived or ``timeout``."""
+    """Read a topic from the start until ``expected`` records arrived or ``timeout``.
+
+    ``expected=None`` reads everything: until nothing new came for ``idle_s`` seconds
+    (at-least-once outputs hold duplicates, so a count cannot tell the end).
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -54,9 +59,15 @@ def consume(
     consumer.subscribe([topic])
     records: list[Record] = []
     deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
     try:
-        while len(records) < expected and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if expected is not None and len(records) >= expected:
+                break
+            if expected is None and records and time.monotonic() - last_new > idle_s:
+                break
             for msg in consumer.consume(500, 0.5):
+                last_new = time.monotonic()
                 if msg.error() is not None:
                     continue
                 records.append(

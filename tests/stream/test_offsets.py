@@ -58,6 +58,16 @@ def test_committable_never_moves_backwards(schedule: tuple[list[int], list[int]]
             last = committable
 
 
+def test_seen_marks_redeliveries() -> None:
+    """Offsets at or below the highest started one are redeliveries."""
+    tracker = PartitionOffsets()
+    assert not tracker.seen(0)
+    tracker.started(10)
+    assert tracker.seen(3)
+    assert tracker.seen(10)
+    assert not tracker.seen(11)
+
+
 def test_nothing_started() -> None:
     """A new tracker has nothing to commit."""
     assert PartitionOffsets().committable() is None
