@@ -38,6 +38,7 @@ def consume(
     bootstrap: str,
     topic: str,
     expected: int | None,
+    *,
     timeout: float = 30.0,
     isolation: str = "read_uncommitted",
     idle_s: float = 3.0,

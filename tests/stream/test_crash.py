@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 EVENTS, PARTITIONS, KILLS = 3000, 3, 6
 
 
-def write_config(path: Path, kafka: KafkaSettings, src: str, out: str, dlq: str, eos: bool) -> None:
+def write_config(
+    path: Path, kafka: KafkaSettings, *, src: str, out: str, dlq: str, eos: bool
+) -> None:
     guarantee = "exactly-once" if eos else "at-least-once"
     path.write_text(f"""
 [kafka]
@@ -109,7 +111,7 @@ def test_sigkill_loop_loses_nothing(
     src, out, dlq = make_topic("in", PARTITIONS), make_topic("out", PARTITIONS), make_topic("dlq")
     produce(kafka.bootstrap_servers, src, inputs())
     config, log = tmp_path / "crash.toml", tmp_path / "processor.log"
-    write_config(config, kafka, src, out, dlq, eos)
+    write_config(config, kafka, src=src, out=out, dlq=dlq, eos=eos)
     rng = random.Random(uuid.uuid4().int)
 
     for _ in range(KILLS):
