@@ -6,15 +6,19 @@ but a broker: ``make demo`` starts the local one first.
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import time
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Message, Producer
 
-from stream.config import KafkaSettings, load
+from schemas.dlq import DlqEnvelope
+from stream.config import KafkaSettings, Ordering, Settings, load
 from stream.kafka.admin import check_reachable, ensure_topics
+from stream.processor import Processor, Stats
 
 
 @dataclass(frozen=True)
@@ -24,28 +28,33 @@ class SampleStream:
     sample: str
     topic: str
     key_field: str | None
+    ordering: Ordering
+    accept: Literal["json", "text"]
 
 
 SAMPLES = (
-    SampleStream("logs.txt", "demo.logs", None),
-    SampleStream("reviews.jsonl", "demo.reviews", "product_id"),
-    SampleStream("posts.jsonl", "demo.posts", "community"),
+    SampleStream("logs.txt", "demo.logs", None, "partition", "text"),
+    SampleStream("reviews.jsonl", "demo.reviews", "product_id", "key", "json"),
+    SampleStream("posts.jsonl", "demo.posts", "community", "unordered", "json"),
 )
 PARTITIONS = 3
+
+
+def _key(line: bytes, field: str) -> bytes | None:
+    try:
+        return str(orjson.loads(line)[field]).encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None  # a malformed sample is sent as is: the demo shows it dead-lettered
 
 
 def sample_records(stream: SampleStream) -> list[tuple[bytes | None, bytes]]:
     """(key, value) pairs for a sample file: one record per non-empty line, bytes as is."""
     text = resources.files("stream.samples").joinpath(stream.sample).read_bytes()
-    records: list[tuple[bytes | None, bytes]] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        key = None
-        if stream.key_field is not None:
-            key = str(orjson.loads(line)[stream.key_field]).encode()
-        records.append((key, line))
-    return records
+    return [
+        (None if stream.key_field is None else _key(line, stream.key_field), line)
+        for line in text.splitlines()
+        if line.strip()
+    ]
 
 
 def produce_samples(kafka: KafkaSettings) -> dict[str, int]:
@@ -70,6 +79,76 @@ def produce_samples(kafka: KafkaSettings) -> dict[str, int]:
     return counts
 
 
+def demo_settings(base: Settings, kafka: KafkaSettings) -> Settings:
+    """The demo's routes on the given cluster; a fresh group so every run starts over."""
+    group = f"sluicegate-demo-{int(time.time())}"
+    routes = [
+        {"name": s.topic.split(".")[1], "input_topics": [s.topic], "handler": "echo",
+         "output_topic": f"{s.topic}.enriched", "ordering": s.ordering,
+         "options": {"accept": s.accept}}
+        for s in SAMPLES
+    ]  # fmt: skip
+    return Settings(
+        kafka=kafka.model_copy(update={"group_id": group}),
+        routes=routes,
+        processing={"commit_interval_ms": 200},
+        dlq=base.dlq,
+        alerts=base.alerts,
+        metrics={"enabled": False},
+        log={"level": "WARNING", "format": "console"},
+    )
+
+
+async def process(settings: Settings, expected: int, limit_s: float = 60.0) -> Stats:
+    """Run the processor until ``expected`` events are handled (or ``limit_s``)."""
+    processor = Processor(settings)
+    task = asyncio.create_task(processor.run())
+    deadline = time.monotonic() + limit_s
+    shown = -1
+    while time.monotonic() < deadline and not task.done():
+        s = processor.stats
+        idle = all(p.load == 0 for p in processor.partitions.values())
+        if s.consumed != shown:
+            print(f"    consumed {s.consumed:3d}  enriched {s.produced - s.dead_lettered:3d}  "
+                  f"dead-lettered {s.dead_lettered}")  # fmt: skip
+            shown = s.consumed
+        if s.consumed >= expected and idle:
+            break
+        await asyncio.sleep(0.25)
+    processor.stop()
+    await task
+    return processor.stats
+
+
+def show_examples(kafka: KafkaSettings, dlq_topic: str) -> None:
+    """One input beside its enriched output per route, and the DLQ's first record."""
+    for stream in SAMPLES:
+        out = read_topic(kafka, f"{stream.topic}.enriched", 1)
+        if out:
+            print(f"\n  {stream.topic} -> {stream.topic}.enriched")
+            print(f"    out: {(out[0].value() or b'').decode(errors='replace')[:300]}")
+    dead = read_topic(kafka, dlq_topic, 1)
+    if dead:
+        envelope = DlqEnvelope.from_json(dead[0].value() or b"")
+        print(f"\n  {dlq_topic}: {envelope.where} {envelope.error_class} ({envelope.stage}): "
+              f"{envelope.error_message}")  # fmt: skip
+        print(f"    original bytes kept: {(envelope.value or b'')[:80]!r}")
+
+
+def read_topic(kafka: KafkaSettings, topic: str, count: int) -> list[Message]:
+    consumer = Consumer({**kafka.client_config(), "group.id": f"demo-reader-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    found: list[Message] = []
+    deadline = time.monotonic() + 10
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            found += [m for m in consumer.consume(count, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return found[:count]
+
+
 def run_demo(bootstrap_servers: str | None) -> int:
     settings = load()
     kafka = settings.kafka
@@ -81,12 +160,24 @@ def run_demo(bootstrap_servers: str | None) -> int:
     topics |= {settings.dlq.topic: 1, settings.alerts.topic: 1}
     created = ensure_topics(kafka, topics)
     print(f"==> topics ready ({len(created)} created): {', '.join(sorted(topics))}")
-    for topic, count in produce_samples(kafka).items():
+    counts = produce_samples(kafka)
+    for topic, count in counts.items():
         print(f"==> produced {count:3d} sample events to {topic}")
+    demo = demo_settings(settings, kafka)
+    print(f"==> running the processor (group {demo.kafka.group_id}, at-least-once)")
+    stats = asyncio.run(process(demo, sum(counts.values())))
     print(
-        "\nThis build stops here: the processor that enriches these events is not part of "
-        "it yet, so nothing was consumed and no enriched events were written.\n"
-        f"Read the samples back with:  kcat -b {kafka.bootstrap_servers} -C -t demo.reviews -e",
-        file=sys.stderr,
+        f"==> done: {stats.consumed} consumed, {stats.produced - stats.dead_lettered} enriched, "
+        f"{stats.dead_lettered} dead-lettered to {settings.dlq.topic}, nothing lost"
+        if stats.consumed >= sum(counts.values())
+        else f"==> stopped early: {stats}"
+    )
+    show_examples(kafka, settings.dlq.topic)
+    print(
+        "\nThis build enriches with the built-in `echo` handler, which decodes each event and "
+        "adds a trace; the model-backed handlers (moderation, sentiment, log parsing) are not "
+        "part of it yet.\n"
+        f"Inspect the DLQ:  sluicegate dlq inspect --topic {settings.dlq.topic}   "
+        f"(with SLUICEGATE_KAFKA__BOOTSTRAP_SERVERS={kafka.bootstrap_servers})"
     )
     return 0
