@@ -50,11 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(check)
     check.set_defaults(handler=_cmd_config_check)
 
-    demo = sub.add_parser("demo", help="create demo topics and produce sample traffic")
+    demo = sub.add_parser(
+        "demo", help="demo topics, sample traffic, and the processor enriching it"
+    )
     demo.add_argument(
         "--bootstrap-servers",
         default=None,
         help="Kafka to use (default: kafka.bootstrap_servers from config/environment)",
+    )
+    demo.add_argument(
+        "--produce-only",
+        action="store_true",
+        help="create the topics and produce the samples, but do not run the processor",
     )
     demo.set_defaults(handler=_cmd_demo)
 
@@ -73,7 +80,10 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from stream.processor import build_routes  # noqa: PLC0415 - keeps `--help` fast
+
     settings = load(args.config)
+    build_routes(settings)  # handler names and their options
     print(json.dumps(settings.as_dict(), indent=2))
     routes = len(settings.routes)
     print(f"config OK: {routes} route{'s' if routes != 1 else ''}", file=sys.stderr)
@@ -89,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
 
-    return run_demo(args.bootstrap_servers)
+    return run_demo(args.bootstrap_servers, produce_only=args.produce_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

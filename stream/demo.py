@@ -149,7 +149,7 @@ def read_topic(kafka: KafkaSettings, topic: str, count: int) -> list[Message]:
     return found[:count]
 
 
-def run_demo(bootstrap_servers: str | None) -> int:
+def run_demo(bootstrap_servers: str | None, *, produce_only: bool = False) -> int:
     settings = load()
     kafka = settings.kafka
     if bootstrap_servers:
@@ -163,6 +163,8 @@ def run_demo(bootstrap_servers: str | None) -> int:
     counts = produce_samples(kafka)
     for topic, count in counts.items():
         print(f"==> produced {count:3d} sample events to {topic}")
+    if produce_only:
+        return 0
     demo = demo_settings(settings, kafka)
     print(f"==> running the processor (group {demo.kafka.group_id}, at-least-once)")
     stats = asyncio.run(process(demo, sum(counts.values())))

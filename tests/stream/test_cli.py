@@ -45,6 +45,20 @@ def test_bad_config_exits_2_naming_the_key(
     assert "metrics.port" in capsys.readouterr().err
 
 
+def test_unknown_handler_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`config check` rejects an unknown handler or bad handler options, naming them."""
+    path = tmp_path / "c.toml"
+    route = '[[routes]]\nname = "r"\ninput_topics = ["a"]\noutput_topic = "b"\n'
+    path.write_text(route + 'handler = "sentiments"\n')
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
+    assert (
+        "routes.0.handler: unknown handler 'sentiments'; accepted: echo" in capsys.readouterr().err
+    )
+    path.write_text(route + 'options = { accept = "xml" }\n')
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
+    assert "routes.0.options (echo)" in capsys.readouterr().err
+
+
 def test_run_without_routes_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
     """`run` with no route configured names the missing key."""
     assert cli.main(["run"]) == cli.EXIT_CONFIG
