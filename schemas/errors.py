@@ -9,9 +9,15 @@ from __future__ import annotations
 
 
 class SluicegateError(Exception):
-    """Root of every error this project raises on purpose."""
+    """Root of every error this project raises on purpose.
+
+    ``retriable``: trying again later can succeed. ``fatal``: no event can succeed until
+    someone fixes the cause (a bad API key, an unknown model), so the processor stops
+    instead of dead-lettering every event.
+    """
 
     retriable: bool = False
+    fatal: bool = False
 
 
 class EventError(SluicegateError):

@@ -26,7 +26,6 @@ from stream.config import Settings
 from stream.dlq import DlqCap, dead_letter
 from stream.errors import (
     ConfigError,
-    DlqCapExceeded,
     EventError,
     KafkaError,
     ProducerFenced,
@@ -199,8 +198,8 @@ class Processor:
         try:
             outputs, dead = await self._outcome(part.route, record)
             self._cap.record(dead)
-        except DlqCapExceeded as exc:
-            self._fail(exc)  # this event stays uncommitted: it is processed again later
+        except SluicegateError as exc:  # fatal or the DLQ cap: stop, leave it uncommitted
+            self._fail(exc)
             return
         self.stats.dead_lettered += dead
         if self._eos:
@@ -220,6 +219,8 @@ class Processor:
             except EventError as exc:
                 return [self._dead_letter(route, record, exc, attempt)], True
             except SluicegateError as exc:
+                if exc.fatal:
+                    raise
                 if not exc.retriable:
                     return [self._dead_letter(route, record, exc, attempt)], True
                 self.stats.retries += 1
@@ -463,7 +464,7 @@ class Processor:
         parts = list(self._parts.values())
         deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
         try:
-            if self._fatal is None or isinstance(self._fatal, DlqCapExceeded):
+            if self._fatal is None or isinstance(self._fatal, SluicegateError):
                 await self._drain(parts, deadline)
                 offsets = await self._commit(parts)
                 if offsets:

@@ -18,6 +18,7 @@ from schemas.records import SourceRecord
 from stream.config import KafkaSettings
 from stream.errors import DlqCapExceeded
 from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
+from stream.model.errors import ModelRequestRejected
 from stream.processor import Processor
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
@@ -267,3 +268,28 @@ async def test_exactly_once_outputs_are_committed_once(
     sources = [source_of(r) for r in got] + [source_of(r) for r in dead]
     assert len(sources) == len(set(sources)) == 500
     assert processor.stats.transactions > 0
+
+
+class Misconfigured(Handler):
+    """Fails every event the way a revoked API key would."""
+
+    name = "misconfigured"
+
+    async def handle(self, record: SourceRecord) -> Result:
+        raise ModelRequestRejected("calling the model: HTTP 401: invalid API key")
+
+
+async def test_fatal_error_stops_without_dead_lettering(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """A fatal error (bad key) stops the processor; nothing is dead-lettered or
+    committed, so every event is processed once the cause is fixed."""
+    src, out, dlq = make_topic("in"), make_topic("out"), make_topic("dlq")
+    produce(kafka.bootstrap_servers, src, events(20))
+    settings = settings_for(kafka, [route("r", src, out)], dlq={"topic": dlq})
+    processor = Processor(settings, {"r": Misconfigured(EchoOptions())})
+    with pytest.raises(ModelRequestRejected, match="invalid API key"):
+        await run_until(processor, lambda p: False, limit_s=60)
+    assert processor.stats.dead_lettered == 0
+    assert committed(kafka, src, 1)[0] <= 0  # at most the start position, nothing past it
+    assert consume(kafka.bootstrap_servers, dlq, None, timeout=5, idle_s=1) == []

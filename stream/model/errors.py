@@ -1,0 +1,143 @@
+"""The model client's errors, and the one place openai's exceptions become them.
+
+    SluicegateError
+    ├── ModelError
+    │   ├── ModelRateLimited      retriable; carries the server's retry-after
+    │   ├── ModelTimeout          retriable
+    │   ├── ModelUnavailable      retriable: 5xx, connection trouble, 409
+    │   ├── ModelCircuitOpen      retriable: the breaker is open; consumption pauses
+    │   ├── ModelRequestRejected  fatal: bad key, unknown model, bad schema, no quota
+    │   └── BudgetExhausted       fatal under the "stop" policy
+    └── EventError (per event: the event goes to the DLQ)
+        ├── ModelInputRejected    the provider refused this input (too long, policy)
+        └── ModelOutputInvalid    the answer stayed invalid after one repair attempt
+            └── ModelRefused      the model refused to answer
+
+The SDK's own retries are off (``max_retries=0``): our limiter owns every retry, so
+rate limits, backoff and the breaker see all of them.
+"""
+
+from __future__ import annotations
+
+import openai
+from openai import _exceptions as sdk_errors
+
+from schemas.errors import EventError, SluicegateError
+
+
+class ModelError(SluicegateError):
+    """The model endpoint did not give a usable answer."""
+
+
+class ModelRateLimited(ModelError):
+    retriable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelTimeout(ModelError):
+    retriable = True
+
+
+class ModelUnavailable(ModelError):
+    retriable = True
+
+
+class ModelCircuitOpen(ModelError):
+    retriable = True
+
+
+class ModelRequestRejected(ModelError):
+    fatal = True
+
+
+class BudgetExhausted(ModelError):
+    fatal = True
+
+
+class ModelInputRejected(EventError):
+    stage = "model"
+
+
+class ModelOutputInvalid(EventError):
+    stage = "model"
+
+
+class ModelRefused(ModelOutputInvalid):
+    pass
+
+
+# Codes of a 400 that concern the one input, not the configuration.
+_PER_EVENT_400 = {"context_length_exceeded", "content_policy_violation", "invalid_prompt"}
+
+# Every exception class the SDK exports, decided one by one (test_model_errors.py fails
+# when a new SDK version adds one that is not listed here).
+_TABLE: dict[type[openai.OpenAIError], type[SluicegateError]] = {
+    openai.OpenAIError: ModelUnavailable,
+    openai.APIError: ModelUnavailable,
+    openai.APIStatusError: ModelUnavailable,  # refined by status in map_openai_error
+    openai.APIConnectionError: ModelUnavailable,
+    openai.APITimeoutError: ModelTimeout,
+    openai.APIResponseValidationError: ModelOutputInvalid,
+    openai.BadRequestError: ModelRequestRejected,  # refined by code in map_openai_error
+    openai.AuthenticationError: ModelRequestRejected,
+    openai.OAuthError: ModelRequestRejected,
+    sdk_errors.SubjectTokenProviderError: ModelRequestRejected,
+    openai._AmbiguousModuleClientUsageError: ModelRequestRejected,
+    openai.PermissionDeniedError: ModelRequestRejected,
+    openai.NotFoundError: ModelRequestRejected,
+    openai.ConflictError: ModelUnavailable,
+    openai.UnprocessableEntityError: ModelRequestRejected,
+    openai.RateLimitError: ModelRateLimited,
+    openai.InternalServerError: ModelUnavailable,
+    openai.LengthFinishReasonError: ModelOutputInvalid,
+    openai.ContentFilterFinishReasonError: ModelRefused,
+    openai.WebSocketConnectionClosedError: ModelUnavailable,
+    openai.WebSocketQueueFullError: ModelUnavailable,
+}
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+            return str(inner["code"])
+    return exc.code if isinstance(getattr(exc, "code", None), str) else None
+
+
+def retry_after_s(headers: object) -> float | None:
+    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` seconds."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def map_openai_error(exc: openai.OpenAIError, doing: str) -> SluicegateError:
+    """Translate an SDK exception met while ``doing`` something into our tree."""
+    kind = next((_TABLE[c] for c in type(exc).__mro__ if c in _TABLE), ModelUnavailable)
+    message = f"{doing}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, openai.APIStatusError):
+        status, code = exc.status_code, _code(exc)
+        message = f"{doing}: HTTP {status}{f' {code}' if code else ''}: {exc.message}"
+        if isinstance(exc, openai.RateLimitError):
+            if code == "insufficient_quota":
+                return ModelRequestRejected(message + " (the account has no quota left)")
+            return ModelRateLimited(message, retry_after_s(exc.response.headers))
+        if isinstance(exc, openai.BadRequestError) and code in _PER_EVENT_400:
+            return ModelInputRejected(message)
+        if type(exc) is openai.APIStatusError:
+            if status == 408:
+                return ModelTimeout(message)
+            kind = ModelUnavailable if status >= 500 or status == 429 else ModelRequestRejected
+    return kind(message)
