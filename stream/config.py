@@ -161,6 +161,21 @@ class ModelSettings(_Section):
     base_url: str | None = Field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
     api_key: SecretStr | None = Field(default_factory=lambda: _env_secret("OPENAI_API_KEY"))
     timeout_s: PositiveFloat = 20.0
+    # json_schema: strict structured output. json_object: for OpenAI-compatible servers
+    # without it; the schema then travels in the system prompt, validation is the same.
+    output_mode: Literal["json_schema", "json_object"] = "json_schema"
+    max_completion_tokens: PositiveInt = 1024
+    # Limits of the account, for this replica (divide them between replicas); 0 = none.
+    rpm: int = Field(5000, ge=0)
+    tpm: int = Field(2_000_000, ge=0)
+    min_concurrency: PositiveInt = 1
+    max_concurrency: PositiveInt = 64
+    initial_concurrency: PositiveInt = 8
+    # Transient failures (429, 5xx, timeouts) are retried here, honouring retry-after;
+    # the SDK's own retries are off so that every attempt passes through the limits.
+    max_attempts: PositiveInt = 4
+    breaker_threshold: PositiveInt = 5
+    breaker_cooldown_s: PositiveFloat = 5.0
 
 
 class MetricsSettings(_Section):
