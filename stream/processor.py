@@ -13,7 +13,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -88,7 +88,15 @@ def build_routes(settings: Settings, handlers: Mapping[str, Handler] | None = No
 class Processor:
     """Runs every configured route until ``stop()`` or a fatal error."""
 
-    def __init__(self, settings: Settings, handlers: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: Mapping[str, Handler] | None = None,
+        *,
+        pause_while: Sequence[Callable[[], bool]] = (),
+    ) -> None:
+        """``pause_while``: conditions under which consumption pauses as a whole (the model
+        breaker is open, the budget policy says pause); polling goes on meanwhile."""
         if not settings.routes:
             raise ConfigError("routes: no route is configured; add at least one [[routes]]")
         self.settings = settings
@@ -108,6 +116,7 @@ class Processor:
         self._parts: dict[TP, Partition] = {}
         self._load = 0  # events held in memory across all partitions
         self._cap = DlqCap(settings.dlq)
+        self._pause_while = tuple(pause_while)
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
         self._commit_lock = asyncio.Lock()
@@ -224,8 +233,9 @@ class Processor:
                 if not exc.retriable:
                     return [self._dead_letter(route, record, exc, attempt)], True
                 self.stats.retries += 1
-                log.info("retrying %s after %s", record.where, exc)
-                await asyncio.sleep(backoff(attempt))
+                wait = getattr(exc, "retry_after", None) or backoff(attempt)
+                log.info("retrying %s in %.2fs after %s", record.where, wait, exc)
+                await asyncio.sleep(wait)
                 continue
             except Exception as exc:  # a handler bug hit by this event
                 log.exception("handler %s failed on %s", route.settings.handler, record.where)
@@ -341,8 +351,9 @@ class Processor:
 
     def _backpressure(self) -> None:
         p = self.settings.processing
-        full = self._load >= p.max_in_flight
-        calm = self._load <= p.max_in_flight * p.resume_ratio
+        blocked = any(condition() for condition in self._pause_while)
+        full = blocked or self._load >= p.max_in_flight
+        calm = not blocked and self._load <= p.max_in_flight * p.resume_ratio
         per_calm = p.max_in_flight_per_partition * p.resume_ratio
         pause, resume = [], []
         for tp, part in self._parts.items():

@@ -242,9 +242,10 @@ class ModelClient:
             response_format = {"type": "json_object"}
         for attempt in range(1, settings.max_attempts + 1):
             if not self.breaker.allow():
+                wait = self.breaker.retry_after()
                 raise ModelCircuitOpen(
-                    f"the model endpoint is failing; circuit open for "
-                    f"{self.breaker.retry_after():.1f}s more"
+                    f"the model endpoint is failing; circuit open for {wait:.1f}s more",
+                    retry_after=max(wait, 0.05),
                 )
             try:
                 return await self._limited_call(task, messages, response_format, estimate, usage)

@@ -48,6 +48,10 @@ class ModelUnavailable(ModelError):
 class ModelCircuitOpen(ModelError):
     retriable = True
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 class ModelRequestRejected(ModelError):
     fatal = True

@@ -293,3 +293,30 @@ async def test_fatal_error_stops_without_dead_lettering(
     assert processor.stats.dead_lettered == 0
     assert committed(kafka, src, 1)[0] <= 0  # at most the start position, nothing past it
     assert consume(kafka.bootstrap_servers, dlq, None, timeout=5, idle_s=1) == []
+
+
+async def test_pause_while_holds_back_consumption(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """While a pause condition holds (the model's breaker is open), every partition is
+    paused and consumption stops, the member stays in the group; it resumes after."""
+    src, out = make_topic("in", 2), make_topic("out", 2)
+    produce(kafka.bootstrap_servers, src, events(400))
+    blocked = True
+    settings = settings_for(kafka, [route("r", src, out)], processing={"max_poll_records": 20})
+    processor = Processor(settings, pause_while=[lambda: blocked])
+    task = asyncio.create_task(processor.run())
+    await asyncio.wait_for(processor.assigned.wait(), 30)
+    await asyncio.sleep(2)
+    held = processor.stats.consumed
+    assert held <= 2 * 20, "only what the first poll fetched before the pause"
+    assert all(part.paused for part in processor.partitions.values())
+    await asyncio.sleep(1)
+    assert processor.stats.consumed == held
+    blocked = False
+    while not all_handled(400)(processor):
+        assert not task.done()
+        await asyncio.sleep(0.05)
+    processor.stop()
+    await task
+    assert processor.stats.resumes >= 2
