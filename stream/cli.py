@@ -18,6 +18,7 @@ from pathlib import Path
 
 from stream import __version__
 from stream.config import load
+from stream.cost_cli import add_cost_commands
 from stream.dlq_cli import add_dlq_commands
 from stream.errors import ConfigError, KafkaUnavailable, SluicegateError
 
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
-    add_dlq_commands(sub)  # `dlq inspect` and `dlq replay`; each sets its own handler
+    add_dlq_commands(sub)
+    add_cost_commands(sub)  # `dlq inspect` and `dlq replay`; each sets its own handler
     return parser
 
 

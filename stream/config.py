@@ -178,6 +178,31 @@ class ModelSettings(_Section):
     breaker_cooldown_s: PositiveFloat = 5.0
 
 
+class Prices(_Section):
+    """Dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+DEFAULT_PRICES = {"gpt-5.4-nano": Prices(input=0.20, cached_input=0.02, output=1.25)}
+
+
+class BudgetSettings(_Section):
+    """A daily spending limit (UTC days) and what happens when it is reached."""
+
+    usd_per_day: PositiveFloat | None = None
+    # pause: stop consuming until the next UTC day; local-only: answer with the free
+    # local tier only; stop: stop the processor (exit 1).
+    policy: Literal["pause", "local-only", "stop"] = "pause"
+    # Extra or overriding prices per model id; flex-tier calls cost half (batch prices).
+    prices: dict[str, Prices] = Field(default_factory=dict)
+
+    def price_table(self) -> dict[str, Prices]:
+        return {**DEFAULT_PRICES, **self.prices}
+
+
 class MetricsSettings(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
@@ -220,6 +245,7 @@ class Settings(BaseSettings):
     dlq: DlqSettings = Field(default_factory=DlqSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
