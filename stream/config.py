@@ -176,6 +176,13 @@ class ModelSettings(_Section):
     max_attempts: PositiveInt = 4
     breaker_threshold: PositiveInt = 5
     breaker_cooldown_s: PositiveFloat = 5.0
+    # Micro-batching (switch it off per route with the handler option batching = false).
+    batch_max_events: PositiveInt = 16
+    batch_max_tokens: PositiveInt = 6000
+    batch_wait_ms: float = Field(5.0, ge=0)
+    # The response cache: identical content of one task is answered once.
+    cache_entries: int = Field(10_000, ge=0)
+    cache_ttl_s: PositiveFloat = 3600.0
 
 
 class Prices(_Section):

@@ -13,25 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pydantic import BaseModel
 
+from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
-from stream.model.client import ModelClient, Task
+from stream.model.client import ModelClient
 from stream.model.tokens import estimate_tokens
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One event's answer and its share of what the request cost."""
-
-    output: BaseModel
-    source: Literal["model", "cache"]
-    model: str
-    prompt_tokens: float = 0.0
-    cached_tokens: float = 0.0
-    completion_tokens: float = 0.0
 
 
 @dataclass

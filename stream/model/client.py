@@ -26,6 +26,7 @@ import openai
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, ValidationError, create_model
 
+from handlers.model import Task
 from schemas.errors import EventError, SluicegateError
 from stream.config import ModelSettings
 from stream.model.breaker import CircuitBreaker
@@ -45,21 +46,6 @@ from stream.model.tokens import estimate_messages, estimate_tokens
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a handler asks of the model: static instructions and the output model.
-
-    ``instructions`` stay identical across calls, first in the prompt, so the provider's
-    automatic prefix cache applies to them.
-    """
-
-    name: str
-    instructions: str
-    output: type[BaseModel]
-    route: str = ""
-    model: str | None = None  # overrides ModelSettings.model (e.g. escalation)
 
 
 @dataclass

@@ -7,7 +7,8 @@
     │   ├── ModelUnavailable      retriable: 5xx, connection trouble, 409
     │   ├── ModelCircuitOpen      retriable: the breaker is open; consumption pauses
     │   ├── ModelRequestRejected  fatal: bad key, unknown model, bad schema, no quota
-    │   └── BudgetExhausted       fatal under the "stop" policy
+    │   ├── BudgetExhausted       fatal under the "stop" policy
+    │   └── BudgetPaused          retriable: "pause" / "local-only" until the next day
     └── EventError (per event: the event goes to the DLQ)
         ├── ModelInputRejected    the provider refused this input (too long, policy)
         └── ModelOutputInvalid    the answer stayed invalid after one repair attempt
@@ -59,6 +60,18 @@ class ModelRequestRejected(ModelError):
 
 class BudgetExhausted(ModelError):
     fatal = True
+
+
+class BudgetPaused(ModelError):
+    """The daily budget is spent under the "pause" or "local-only" policy: wait for the
+    next UTC day (handlers with a local tier answer locally instead)."""
+
+    retriable = True
+
+    def __init__(self, message: str, retry_after: float, *, local_only: bool) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.local_only = local_only
 
 
 class ModelInputRejected(EventError):

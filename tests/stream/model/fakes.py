@@ -9,8 +9,9 @@ from typing import Any, Literal
 import httpx2
 from pydantic import BaseModel
 
+from handlers.model import Task
 from stream.config import ModelSettings
-from stream.model.client import ModelClient, Task
+from stream.model.client import ModelClient
 from stream.model.prompt import parse_events
 
 
@@ -19,7 +20,7 @@ class Sentiment(BaseModel):
     confidence: float
 
 
-TASK = Task("sentiment", "Classify the sentiment of each review.", Sentiment, route="reviews")
+TASK = Task("sentiment", "Classify the sentiment of each review.", Sentiment)
 Reply = Callable[[dict[str, Any], int], httpx2.Response]
 
 

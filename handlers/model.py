@@ -1,0 +1,47 @@
+"""What a handler sees of the model: ``ModelPort.ask(task, text) -> Reply``.
+
+The runtime implements it (stream/model/service.py) with batching, the cache, limits,
+retries, the breaker and the cost meter behind it; a handler only states its task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a handler asks of the model: static instructions and the output model.
+
+    ``instructions`` stay identical across calls and come first in the prompt, so the
+    provider's automatic prefix cache applies to them. ``model`` overrides the configured
+    model (e.g. to escalate to a larger one).
+    """
+
+    name: str
+    instructions: str
+    output: type[BaseModel]
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One event's answer, where it came from, and its share of the request's cost."""
+
+    output: BaseModel
+    source: Literal["model", "cache"]
+    model: str
+    prompt_tokens: float = 0.0
+    cached_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    usd: float = 0.0
+
+
+class ModelPort(Protocol):
+    async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
+        """The validated answer for one event's text; raises per-event errors
+        (``EventError``: dead-letter it) and retriable or fatal ones (let them pass)."""
+        ...

@@ -1,0 +1,76 @@
+"""The model as handlers see it (``handlers.model.ModelPort``): one per process.
+
+Budget first (a spent budget never reaches the network), then the cache and the
+micro-batcher, then the client with its limits; every answer is metered per handler and
+route, cache hits included at no cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx2
+from pydantic import BaseModel
+
+from handlers.model import Reply, Task
+from stream.config import Settings
+from stream.model.batcher import Batcher
+from stream.model.cache import TtlLru
+from stream.model.client import ModelClient
+from stream.model.cost import CostMeter
+from stream.model.errors import BudgetExhausted, BudgetPaused
+
+
+class ModelService:
+    def __init__(
+        self, settings: Settings, *, http_client: httpx2.AsyncClient | None = None
+    ) -> None:
+        model = settings.model
+        self.client = ModelClient(model, http_client=http_client)
+        self.cache: TtlLru[BaseModel] = TtlLru(model.cache_entries, model.cache_ttl_s)
+        self.batcher = Batcher(
+            self.client,
+            max_events=model.batch_max_events,
+            max_tokens=model.batch_max_tokens,
+            max_wait_s=model.batch_wait_ms / 1000,
+            cache=self.cache,
+        )
+        self.meter = CostMeter(settings.budget)
+        self.meter.prices_for(model.model)  # no price, no metering: refuse at start-up
+
+    async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
+        self._check_budget()
+        reply = await self.batcher.ask(task, text, batch=batch)
+        usd = self.meter.record(
+            handler=task.name,
+            route=route,
+            model=reply.model,
+            prompt=reply.prompt_tokens,
+            cached=reply.cached_tokens,
+            completion=reply.completion_tokens,
+            calls=0.0 if reply.source == "cache" else 1.0,
+        )
+        return replace(reply, usd=usd)
+
+    def _check_budget(self) -> None:
+        meter = self.meter
+        if not meter.exhausted:
+            return
+        spent = f"the daily budget of ${meter.budget.usd_per_day} is spent"
+        if meter.budget.policy == "stop":
+            raise BudgetExhausted(f"{spent} (budget.policy = stop)")
+        raise BudgetPaused(
+            f"{spent}; model calls wait for the next UTC day (budget.policy = "
+            f"{meter.budget.policy})",
+            retry_after=min(60.0, meter.seconds_to_next_day()),
+            local_only=meter.budget.policy == "local-only",
+        )
+
+    def should_pause(self) -> bool:
+        """For the processor's ``pause_while``: the breaker is open, or the budget is
+        spent under the "pause" policy."""
+        return self.client.breaker.is_open or self.meter.exhausted_under("pause")
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+        await self.client.aclose()
