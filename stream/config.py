@@ -126,8 +126,11 @@ class ProcessingSettings(_Section):
     """Delivery guarantee, in-flight bounds (backpressure) and commit cadence."""
 
     guarantee: Guarantee = "at-least-once"
-    max_in_flight: PositiveInt = 2000
-    max_in_flight_per_partition: PositiveInt = 500
+    # Events held in memory (received, not yet committed). The per-partition bound must
+    # stay well above max_poll_records, or every poll pauses a partition, and a pause
+    # makes librdkafka drop and refetch what it had prefetched.
+    max_in_flight: PositiveInt = 10000
+    max_in_flight_per_partition: PositiveInt = 4000
     resume_ratio: float = Field(0.5, gt=0, lt=1)
     commit_interval_ms: PositiveInt = 1000
     shutdown_timeout_s: PositiveFloat = 30.0
@@ -137,6 +140,16 @@ class ProcessingSettings(_Section):
     # at once; default: "<group_id>-<hostname>".
     transactional_id: str | None = None
     max_poll_records: PositiveInt = 500
+
+    @model_validator(mode="after")
+    def _bounds_fit(self) -> ProcessingSettings:
+        if self.max_in_flight_per_partition < 2 * self.max_poll_records:
+            raise ValueError(
+                f"max_in_flight_per_partition ({self.max_in_flight_per_partition}) must be at "
+                f"least twice max_poll_records ({self.max_poll_records}), or partitions pause "
+                "after every poll"
+            )
+        return self
 
 
 class DlqSettings(_Section):

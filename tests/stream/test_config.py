@@ -152,3 +152,10 @@ def test_settings_are_frozen() -> None:
 def test_settings_path(name: str, path: tuple[str, ...] | None) -> None:
     """Environment variable names map to settings keys, unknown ones to None."""
     assert config.settings_path(name) == path
+
+
+def test_partition_bound_must_exceed_poll_batch(tmp_path: Path) -> None:
+    """A per-partition bound below two poll batches would pause after every poll."""
+    path = write(tmp_path, "[processing]\nmax_in_flight_per_partition = 600\n")
+    with pytest.raises(ConfigError, match=r"at least twice max_poll_records \(500\)"):
+        config.load(path)

@@ -50,6 +50,7 @@ commit_interval_ms = 300
 transactional_id = "txn-{kafka.group_id}"
 max_in_flight = 400
 max_in_flight_per_partition = 150
+max_poll_records = 50
 
 [dlq]
 topic = "{dlq}"

@@ -188,7 +188,7 @@ async def test_backpressure_pauses_and_bounds_memory(
     produce(kafka.bootstrap_servers, src,
             [(b"k%d" % i, orjson.dumps({"id": i, "pad": payload.decode()}))
              for i in range(4000)])  # fmt: skip
-    bound, per_partition, batch = 200, 60, 50
+    bound, per_partition, batch = 200, 100, 50
     settings = settings_for(
         kafka,
         [route("r", src, out, "unordered", delay_ms=5)],
