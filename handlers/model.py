@@ -25,6 +25,9 @@ class Task:
     instructions: str
     output: type[BaseModel]
     model: str | None = None
+    # "flex": slower, billed at batch prices; falls back to the default tier when the
+    # provider has no flex capacity.
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Reply:
     cached_tokens: float = 0.0
     completion_tokens: float = 0.0
     usd: float = 0.0
+    tier: str = "default"
 
 
 class ModelPort(Protocol):

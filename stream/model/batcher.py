@@ -149,7 +149,7 @@ class Batcher:
                 self.cache.put(key, output)
             future.set_result(
                 Reply(output, "model", model, usage.prompt * share, usage.cached * share,
-                      usage.completion * share)
+                      usage.completion * share, tier=usage.tier)
             )  # fmt: skip
 
     async def aclose(self) -> None:

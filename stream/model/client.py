@@ -46,6 +46,7 @@ from stream.model.tokens import estimate_messages, estimate_tokens
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
+FLEX_RETRY_S = 60
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Usage:
     cached: int = 0
     completion: int = 0
     calls: int = 0
+    tier: str = "default"  # the tier the provider says it used
 
 
 @dataclass
@@ -122,6 +124,7 @@ class ModelClient:
             threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s
         )
         self.rate_limited = 0  # 429 answers seen (a metric)
+        self._flex_back_at = 0.0  # no flex requests before this (monotonic) time
 
     async def aclose(self) -> None:
         await self._sdk.close()
@@ -256,18 +259,27 @@ class ModelClient:
         self.budget.take(estimate)
         await self.concurrency.acquire()
         started = time.monotonic()
+        tier = task.service_tier if started >= self._flex_back_at else None
+        extra: dict[str, Any] = {"service_tier": tier} if tier else {}
         try:
             raw = await self._sdk.chat.completions.with_raw_response.create(
                 model=task.model or self.settings.model,
                 messages=cast("Any", messages),  # plain dicts of the documented shape
                 response_format=cast("Any", response_format),
                 max_completion_tokens=self.settings.max_completion_tokens,
+                **extra,
             )
         except openai.OpenAIError as exc:
             mapped = map_openai_error(exc, f"calling {task.model or self.settings.model}")
-            overloaded = isinstance(mapped, ModelRateLimited | ModelTimeout)
+            no_flex = isinstance(mapped, ModelRateLimited) and mapped.code == "resource_unavailable"
+            overloaded = isinstance(mapped, ModelRateLimited | ModelTimeout) and not no_flex
             self.concurrency.release(overloaded=overloaded)
             self.budget.settle(estimate, 0)  # a refused call spends nothing
+            if no_flex and tier is not None:
+                # No flex capacity is not an overload: use the default tier for a while.
+                self._flex_back_at = time.monotonic() + FLEX_RETRY_S
+                log.info("service tier %s unavailable; default tier for %ds", tier, FLEX_RETRY_S)
+                return await self._limited_call(task, messages, response_format, estimate, usage)
             if isinstance(mapped, ModelRateLimited):
                 self.rate_limited += 1
                 self.budget.requests.sync(0, mapped.retry_after)
@@ -292,6 +304,7 @@ class ModelClient:
         else:
             usage.completion += estimate_tokens(completion.choices[0].message.content or "")
         usage.calls += 1
+        usage.tier = completion.service_tier or tier or "default"
         return completion
 
 

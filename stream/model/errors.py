@@ -33,9 +33,12 @@ class ModelError(SluicegateError):
 class ModelRateLimited(ModelError):
     retriable = True
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.code = code
 
 
 class ModelTimeout(ModelError):
@@ -150,7 +153,7 @@ def map_openai_error(exc: openai.OpenAIError, doing: str) -> SluicegateError:
         if isinstance(exc, openai.RateLimitError):
             if code == "insufficient_quota":
                 return ModelRequestRejected(message + " (the account has no quota left)")
-            return ModelRateLimited(message, retry_after_s(exc.response.headers))
+            return ModelRateLimited(message, retry_after_s(exc.response.headers), code)
         if isinstance(exc, openai.BadRequestError) and code in _PER_EVENT_400:
             return ModelInputRejected(message)
         if type(exc) is openai.APIStatusError:

@@ -49,6 +49,7 @@ class ModelService:
             cached=reply.cached_tokens,
             completion=reply.completion_tokens,
             calls=0.0 if reply.source == "cache" else 1.0,
+            tier=reply.tier,
         )
         return replace(reply, usd=usd)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -150,3 +151,24 @@ async def test_static_prompt_is_identical_across_calls() -> None:
     await model.ask(TASK, EVENTS[:2])
     await model.ask(TASK, EVENTS[2:])
     assert server.requests[0]["messages"][0] == server.requests[1]["messages"][0]
+
+
+async def test_flex_tier_falls_back_to_default() -> None:
+    """A flex request the provider has no capacity for is sent again at once on the
+    default tier, without counting as overload; later requests skip flex for a while."""
+
+    def reply(body: dict[str, Any], n: int) -> httpx2.Response:
+        if body.get("service_tier") == "flex":
+            return error(429, "resource_unavailable")
+        return completion(answer(good("a")))
+
+    server = Server(reply)
+    model = client(server, initial_concurrency=10)
+    flex_task = replace(TASK, service_tier="flex")
+    answers = await model.ask(flex_task, EVENTS[:1])
+    assert set(answers.outputs) == {"a"}
+    assert [r.get("service_tier") for r in server.requests] == ["flex", None]
+    assert model.concurrency.limit > 10
+    assert model.rate_limited == 0
+    await model.ask(flex_task, EVENTS[:1])
+    assert server.requests[-1].get("service_tier") is None
