@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from handlers.base import Handler
 from schemas.records import Headers, OutRecord, SourceRecord
+from stream import __version__
 from stream.config import RouteSettings
 from stream.dispatch import Lanes
+from stream.kafka.headers import partition_trace
 from stream.offsets import PartitionOffsets
 
 TP = tuple[str, int]
@@ -40,9 +42,11 @@ class Partition:
     staged: dict[int, list[OutRecord]] = field(default_factory=dict)
     paused: bool = False
     gone: bool = False  # revoked or lost: late results are ignored
+    trace: Headers = ()  # the trace headers shared by all its outputs
 
     def __post_init__(self) -> None:
         self.lanes = Lanes(self.route.settings.ordering)
+        self.trace = partition_trace(self.tp[0], self.tp[1], self.route.name, __version__)
 
     @property
     def load(self) -> int:

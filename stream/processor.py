@@ -21,7 +21,6 @@ from confluent_kafka import Message
 from handlers.base import Handler, Result
 from handlers.registry import HANDLERS
 from schemas.records import OutRecord, SourceRecord
-from stream import __version__
 from stream.config import Settings
 from stream.dlq import DlqCap, dead_letter
 from stream.errors import (
@@ -33,7 +32,7 @@ from stream.errors import (
     TransactionAborted,
 )
 from stream.kafka.errors import map_kafka_error
-from stream.kafka.headers import message_headers, trace_headers
+from stream.kafka.headers import message_headers, with_offset
 from stream.kafka.sink import Sink
 from stream.kafka.source import Source
 from stream.partition import TP, Partition, Route, output_records
@@ -115,6 +114,7 @@ class Processor:
         self._sink = self._new_sink()
         self._parts: dict[TP, Partition] = {}
         self._load = 0  # events held in memory across all partitions
+        self._staged = 0  # exactly-once: events waiting for the next transaction
         self._cap = DlqCap(settings.dlq)
         self._pause_while = tuple(pause_while)
         self._stop = asyncio.Event()
@@ -154,7 +154,10 @@ class Processor:
                 for msg in await self._source.poll(p.max_poll_records, 0.1):
                     self._receive(msg)
                 self._backpressure()
-                if time.monotonic() - self._last_commit >= p.commit_interval_ms / 1000:
+                due = time.monotonic() - self._last_commit >= p.commit_interval_ms / 1000
+                # Exactly-once keeps outputs until the commit; commit before they fill
+                # the in-flight bound rather than pausing until the timer.
+                if due or (self._eos and self._staged >= p.max_in_flight // 2):
                     await self._commit()
         finally:
             await self._shutdown()
@@ -205,7 +208,7 @@ class Processor:
 
     async def _process(self, part: Partition, record: SourceRecord) -> None:
         try:
-            outputs, dead = await self._outcome(part.route, record)
+            outputs, dead = await self._outcome(part, record)
             self._cap.record(dead)
         except SluicegateError as exc:  # fatal or the DLQ cap: stop, leave it uncommitted
             self._fail(exc)
@@ -213,13 +216,15 @@ class Processor:
         self.stats.dead_lettered += dead
         if self._eos:
             part.staged[record.offset] = outputs
+            self._staged += 1
             self._finished(part, record)
             self._advance(part, record)
         else:
             await self._produce(part, record, outputs, advance=True)
 
-    async def _outcome(self, route: Route, record: SourceRecord) -> tuple[list[OutRecord], bool]:
+    async def _outcome(self, part: Partition, record: SourceRecord) -> tuple[list[OutRecord], bool]:
         """Run the handler, retrying retriable errors; per-event faults become a DLQ record."""
+        route = part.route
         attempt = 0
         while True:
             attempt += 1
@@ -242,7 +247,7 @@ class Processor:
                 return [self._dead_letter(route, record, exc, attempt, "handler")], True
             if result.value is None:
                 self.stats.skipped += 1
-            trace = trace_headers(record, route.name, __version__)
+            trace = with_offset(part.trace, record)
             outs = output_records(
                 record,
                 route.settings,
@@ -426,7 +431,9 @@ class Processor:
             for tp, offset in taken.items():
                 owner = self._parts.get(tp)
                 if owner is not None:
-                    self._load -= owner.committed_to(offset)
+                    released = owner.committed_to(offset)
+                    self._load -= released
+                    self._staged -= released
 
     # --- rebalances: called on the loop from the consumer thread ---------------------------
 
@@ -467,6 +474,7 @@ class Processor:
             for task in list(part.tasks):
                 task.cancel()
             self._load -= part.load
+            self._staged -= len(part.staged)
             self._parts.pop(part.tp, None)
 
     # --- shutdown ------------------------------------------------------------------------

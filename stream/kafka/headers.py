@@ -52,10 +52,19 @@ def header(headers: Headers, name: str) -> bytes | None:
 
 def trace_headers(record: SourceRecord, route: str, version: str) -> Headers:
     """The headers every output of ``record`` carries: where it came from, what made it."""
+    return with_offset(partition_trace(record.topic, record.partition, route, version), record)
+
+
+def partition_trace(topic: str, partition: int, route: str, version: str) -> Headers:
+    """The trace headers shared by every record of one partition (built once)."""
     return (
-        (SOURCE_TOPIC, record.topic.encode()),
-        (SOURCE_PARTITION, str(record.partition).encode()),
-        (SOURCE_OFFSET, str(record.offset).encode()),
+        (SOURCE_TOPIC, topic.encode()),
+        (SOURCE_PARTITION, str(partition).encode()),
         (PROCESSOR_VERSION, version.encode()),
         (ROUTE, route.encode()),
     )
+
+
+def with_offset(shared: Headers, record: SourceRecord) -> Headers:
+    """``shared`` trace headers plus the record's own offset."""
+    return (*shared, (SOURCE_OFFSET, str(record.offset).encode()))

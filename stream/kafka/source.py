@@ -39,7 +39,10 @@ def consumer_config(
         "group.id": kafka.group_id,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
-        "queued.max.messages.kbytes": 16384,
+        "queued.max.messages.kbytes": 32768,
+        # With the prefetch queue full librdkafka waits this long before fetching again
+        # (default 1 s): far longer than the runtime takes to drain the queue.
+        "fetch.queue.backoff.ms": 20,
         **kafka.consumer_extra,
         # Not overridable: offsets are committed by the runtime, after delivery only.
         "enable.auto.commit": False,

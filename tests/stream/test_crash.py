@@ -29,7 +29,7 @@ from tests.stream.harness import source_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-EVENTS, PARTITIONS, KILLS = 3000, 3, 6
+EVENTS, PARTITIONS, KILLS = 4500, 3, 6
 
 
 def write_config(
@@ -66,7 +66,7 @@ name = "crash"
 input_topics = ["{src}"]
 output_topic = "{out}"
 ordering = "partition"
-options = {{ delay_ms = 4 }}
+options = {{ delay_ms = 10 }}
 """)
 
 
@@ -117,7 +117,7 @@ def test_sigkill_loop_loses_nothing(
 
     for _ in range(KILLS):
         proc = start(config, log)
-        time.sleep(rng.uniform(1.0, 3.0))
+        time.sleep(rng.uniform(0.8, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, log.read_text()[-20000:]

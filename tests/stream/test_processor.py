@@ -222,10 +222,18 @@ async def test_rebalance_loses_nothing(kafka: KafkaSettings, make_topic: TopicFa
     src, out = make_topic("in", 4), make_topic("out", 4)
     n = 3000
     produce(kafka.bootstrap_servers, src, events(n))
-    settings = settings_for(kafka, [route("r", src, out, "key", delay_ms=2)])
+    # Small bounds: the first member must not have fetched everything when it leaves.
+    settings = settings_for(
+        kafka,
+        [route("r", src, out, "key", delay_ms=5)],
+        processing={"max_in_flight": 300, "max_in_flight_per_partition": 100,
+                    "max_poll_records": 50},
+    )  # fmt: skip
     first, second = Processor(settings), Processor(settings)
     first_task = asyncio.create_task(first.run())
     await asyncio.wait_for(first.assigned.wait(), 30)
+    while first.stats.consumed == 0:  # noqa: ASYNC110 - polls counters
+        await asyncio.sleep(0.05)
 
     async def leave_midway() -> None:
         while first.stats.consumed + second.stats.consumed < n // 3:  # noqa: ASYNC110 - polls counters
