@@ -42,9 +42,17 @@ class Handler(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[HandlerOptions]] = HandlerOptions
+    # True if ``try_now`` may answer without awaiting (local tier, cache, pure code): the
+    # runtime then skips creating a task for the event, which is most of its cost.
+    answers_now: bool = False
 
     def __init__(self, options: HandlerOptions) -> None:
         self.options = options
+
+    def try_now(self, record: SourceRecord) -> Result | None:
+        """Answer at once if possible, else None (then ``handle`` is awaited). Must have
+        no side effects: the runtime may call ``handle`` after it for the same record."""
+        return None
 
     @classmethod
     def from_options(cls, raw: Mapping[str, Any]) -> Handler:

@@ -50,9 +50,19 @@ class EchoHandler(Handler):
     Options = EchoOptions
     options: EchoOptions
 
+    def __init__(self, options: HandlerOptions) -> None:
+        super().__init__(options)
+        self.answers_now = not self.options.delay_ms
+
+    def try_now(self, record: SourceRecord) -> Result | None:
+        return self._echo(record) if self.answers_now else None
+
     async def handle(self, record: SourceRecord) -> Result:
         if self.options.delay_ms:
             await asyncio.sleep(self.options.delay_ms / 1000)
+        return self._echo(record)
+
+    def _echo(self, record: SourceRecord) -> Result:
         trace = {"source": record.where, "bytes": len(record.value or b"")}
         if self.options.accept == "json":
             event: dict[str, object] = decode_json_object(record.value)

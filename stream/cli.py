@@ -84,7 +84,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from stream.processor import build_routes  # noqa: PLC0415 - keeps `--help` fast
+    from stream.routes import build_routes  # noqa: PLC0415 - keeps `--help` fast
 
     settings = load(args.config)
     build_routes(settings)  # handler names and their options

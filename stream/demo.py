@@ -18,7 +18,8 @@ from confluent_kafka import Consumer, Message, Producer
 from schemas.dlq import DlqEnvelope
 from stream.config import KafkaSettings, Ordering, Settings, load
 from stream.kafka.admin import check_reachable, ensure_topics
-from stream.processor import Processor, Stats
+from stream.processor import Processor
+from stream.stats import Stats
 
 
 @dataclass(frozen=True)

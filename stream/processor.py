@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import Message
 
 from handlers.base import Handler, Result
-from handlers.registry import HANDLERS
 from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
+from stream.delivery import Delivery
 from stream.dlq import DlqCap, dead_letter
 from stream.errors import (
     ConfigError,
@@ -36,52 +35,10 @@ from stream.kafka.headers import message_headers, with_offset
 from stream.kafka.sink import Sink
 from stream.kafka.source import Source
 from stream.partition import TP, Partition, Route, output_records
+from stream.routes import build_routes
+from stream.stats import Stats, backoff
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 30.0
-
-
-@dataclass
-class Stats:
-    """Counters of what happened, for tests, the demo and benchmarks."""
-
-    consumed: int = 0
-    produced: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    retries: int = 0
-    pauses: int = 0
-    resumes: int = 0
-    commits: int = 0
-    transactions: int = 0
-    aborted_transactions: int = 0
-    redelivered: int = 0  # records the consumer handed over twice; skipped
-
-
-def backoff(attempt: int) -> float:
-    """Capped exponential backoff with full jitter."""
-    return random.uniform(0, min(MAX_BACKOFF_S, 0.1 * 2**attempt))
-
-
-def build_routes(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> list[Route]:
-    """Routes with their handlers: given ones (tests), else built from the registry."""
-    routes = []
-    for i, rs in enumerate(settings.routes):
-        handler = (handlers or {}).get(rs.name)
-        if handler is None:
-            cls = HANDLERS.get(rs.handler)
-            if cls is None:
-                raise ConfigError(
-                    f"routes.{i}.handler: unknown handler {rs.handler!r}; "
-                    f"accepted: {', '.join(sorted(HANDLERS))}"
-                )
-            try:
-                handler = cls.from_options(rs.options)
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                raise ConfigError(f"routes.{i}.options ({rs.handler}): {exc}") from None
-        routes.append(Route(rs, handler))
-    return routes
 
 
 class Processor:
@@ -202,6 +159,18 @@ class Processor:
 
     def _start(self, part: Partition, record: SourceRecord) -> None:
         part.running += 1
+        handler = part.route.handler
+        if handler.answers_now:
+            try:
+                result = handler.try_now(record)
+            except EventError as exc:
+                self._settle(part, record, [self._dead_letter(part.route, record, exc, 1)], True)
+                return
+            except Exception:  # noqa: BLE001 - the awaited path below handles it properly
+                result = None
+            if result is not None:
+                self._settle(part, record, self._outputs(part, record, result), False)
+                return
         task = asyncio.create_task(self._process(part, record))
         part.tasks.add(task)
         task.add_done_callback(part.tasks.discard)
@@ -209,8 +178,18 @@ class Processor:
     async def _process(self, part: Partition, record: SourceRecord) -> None:
         try:
             outputs, dead = await self._outcome(part, record)
+        except SluicegateError as exc:  # fatal: stop, leave the event uncommitted
+            self._fail(exc)
+            return
+        self._settle(part, record, outputs, dead)
+
+    def _settle(
+        self, part: Partition, record: SourceRecord, outputs: list[OutRecord], dead: bool
+    ) -> None:
+        """The handler is done with ``record``: stage or send its outputs."""
+        try:
             self._cap.record(dead)
-        except SluicegateError as exc:  # fatal or the DLQ cap: stop, leave it uncommitted
+        except SluicegateError as exc:  # the DLQ cap: stop, leave the event uncommitted
             self._fail(exc)
             return
         self.stats.dead_lettered += dead
@@ -220,7 +199,7 @@ class Processor:
             self._finished(part, record)
             self._advance(part, record)
         else:
-            await self._produce(part, record, outputs, advance=True)
+            self._send(part, record, outputs, advance=True)
 
     async def _outcome(self, part: Partition, record: SourceRecord) -> tuple[list[OutRecord], bool]:
         """Run the handler, retrying retriable errors; per-event faults become a DLQ record."""
@@ -245,18 +224,19 @@ class Processor:
             except Exception as exc:  # a handler bug hit by this event
                 log.exception("handler %s failed on %s", route.settings.handler, record.where)
                 return [self._dead_letter(route, record, exc, attempt, "handler")], True
-            if result.value is None:
-                self.stats.skipped += 1
-            trace = with_offset(part.trace, record)
-            outs = output_records(
-                record,
-                route.settings,
-                value=result.value,
-                alerts=result.alerts,
-                alerts_topic=self.settings.alerts.topic,
-                trace=trace,
-            )
-            return outs, False
+            return self._outputs(part, record, result), False
+
+    def _outputs(self, part: Partition, record: SourceRecord, result: Result) -> list[OutRecord]:
+        if result.value is None:
+            self.stats.skipped += 1
+        return output_records(
+            record,
+            part.route.settings,
+            value=result.value,
+            alerts=result.alerts,
+            alerts_topic=self.settings.alerts.topic,
+            trace=with_offset(part.trace, record),
+        )
 
     def _dead_letter(
         self,
@@ -272,12 +252,12 @@ class Processor:
             handler=route.settings.handler, stage=stage, attempts=attempts,
         )  # fmt: skip
 
-    async def _produce(
+    def _send(
         self, part: Partition, record: SourceRecord, outputs: list[OutRecord], *, advance: bool
     ) -> None:
-        """At-least-once: send the outputs; the offset is done when all are acknowledged.
+        """At-least-once: queue the outputs; the offset is done when all are acknowledged.
 
-        ``advance``: let the next event of this record's lane start once the outputs are
+        ``advance``: let the next event of the record's lane start once its outputs are
         queued (in order); false on redelivery, when that already happened.
         """
         if not outputs:
@@ -285,38 +265,56 @@ class Processor:
             if advance:
                 self._advance(part, record)
             return
-        remaining = len(outputs)
-        failure: list[KafkaError] = []
-
-        def delivered(error: KafkaError | None) -> None:
-            nonlocal remaining
-            remaining -= 1
-            if error is not None:
-                failure.append(error)
-            if remaining == 0:
-                if failure:
-                    self._redeliver(part, record, outputs, failure[0])
-                else:
-                    self.stats.produced += len(outputs)
-                    self._finished(part, record)
-
-        sent = 0
-        try:
-            for out in outputs:
-                await self._sink.send(out, delivered)
-                sent += 1
-        except KafkaError as exc:  # refused before queueing, e.g. too large
-            failure.append(exc)
-            remaining -= len(outputs) - sent
-            if remaining == 0:
-                self._redeliver(part, record, outputs, exc)
+        delivery = Delivery(
+            len(outputs), lambda failure: self._delivered(part, record, outputs, failure)
+        )
+        for i, out in enumerate(outputs):
+            try:
+                self._sink.send_nowait(out, delivery)
+            except BufferError:  # librdkafka's queue is full: wait for room in a task
+                self._spawn(part, self._send_rest(part, record, outputs[i:], delivery, advance))
+                return
+            except KafkaError as exc:  # refused before queueing, e.g. too large
+                delivery.refused(exc, unsent=len(outputs) - i)
+                break
         if advance:
             self._advance(part, record)
 
-    def _redeliver(
-        self, part: Partition, record: SourceRecord, outputs: list[OutRecord], error: KafkaError
+    async def _send_rest(
+        self,
+        part: Partition,
+        record: SourceRecord,
+        rest: list[OutRecord],
+        delivery: Delivery,
+        advance: bool,
     ) -> None:
-        """A delivery failed: retry if it may help, else dead-letter; never drop."""
+        for i, out in enumerate(rest):
+            try:
+                await self._sink.send(out, delivery)
+            except KafkaError as exc:
+                delivery.refused(exc, unsent=len(rest) - i)
+                break
+        if advance:
+            self._advance(part, record)
+
+    def _spawn(self, part: Partition, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        part.tasks.add(task)
+        task.add_done_callback(part.tasks.discard)
+
+    def _delivered(
+        self,
+        part: Partition,
+        record: SourceRecord,
+        outputs: list[OutRecord],
+        error: KafkaError | None,
+    ) -> None:
+        """Every output of ``record`` reported. On failure retry if it may help, else
+        dead-letter; never drop."""
+        if error is None:
+            self.stats.produced += len(outputs)
+            self._finished(part, record)
+            return
         if part.gone:
             return
         if error.retriable:
@@ -328,15 +326,13 @@ class Processor:
             retry = [self._dead_letter(part.route, record, error, 1, "produce")]
             self.stats.dead_lettered += 1
         self.stats.retries += 1
-        task = asyncio.create_task(self._produce_later(part, record, retry))
-        part.tasks.add(task)
-        task.add_done_callback(part.tasks.discard)
+        self._spawn(part, self._send_later(part, record, retry))
 
-    async def _produce_later(
+    async def _send_later(
         self, part: Partition, record: SourceRecord, outputs: list[OutRecord]
     ) -> None:
         await asyncio.sleep(backoff(1))
-        await self._produce(part, record, outputs, advance=False)
+        self._send(part, record, outputs, advance=False)
 
     def _advance(self, part: Partition, record: SourceRecord) -> None:
         nxt = part.lanes.finished(record)

@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
@@ -90,35 +89,35 @@ class Sink:
 
     # --- at-least-once: produce now, report each delivery ------------------------------
 
-    async def send(self, record: OutRecord, on_delivery: DeliveryCallback | None = None) -> None:
+    def send_nowait(self, record: OutRecord, on_delivery: DeliveryCallback | None = None) -> None:
         """Queue ``record``; ``on_delivery`` is called on the loop with None or the error.
 
-        Waits (without blocking the loop) while librdkafka's queue is full.
+        Raises ``BufferError`` when librdkafka's queue is full (use ``send`` to wait).
         """
-        callback = None if on_delivery is None else self._collector(on_delivery)
+        try:
+            self.producer.produce(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                headers=list(record.headers),
+                on_delivery=None if on_delivery is None else _Collect(self, on_delivery),
+            )
+        except KafkaException as exc:
+            raise map_kafka_error(exc, f"producing to {record.topic}") from None
+
+    async def send(self, record: OutRecord, on_delivery: DeliveryCallback | None = None) -> None:
+        """``send_nowait``, waiting (without blocking the loop) while the queue is full."""
         while True:
             try:
-                self.producer.produce(
-                    record.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=list(record.headers),
-                    on_delivery=callback,
-                )
+                self.send_nowait(record, on_delivery)
             except BufferError:
                 await asyncio.sleep(0.005)
-            except KafkaException as exc:
-                raise map_kafka_error(exc, f"producing to {record.topic}") from None
             else:
                 return
 
-    def _collector(self, on_delivery: DeliveryCallback) -> Callable[[Any, Message], None]:
-        def collect(err: RdKafkaError | None, _msg: Message) -> None:
-            mapped = None if err is None else map_kafka_error(err, "delivering")
-            with self._results_lock:
-                self._results.append((on_delivery, mapped))
-
-        return collect
+    def _collect(self, on_delivery: DeliveryCallback, error: KafkaError | None) -> None:
+        with self._results_lock:
+            self._results.append((on_delivery, error))
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -214,6 +213,21 @@ class Sink:
             self._producer.close()
             self._producer = None
         return remaining
+
+
+class _Collect:
+    """The per-record delivery callback librdkafka calls on the polling thread; it only
+    collects the result for the loop."""
+
+    __slots__ = ("on_delivery", "sink")
+
+    def __init__(self, sink: Sink, on_delivery: DeliveryCallback) -> None:
+        self.sink = sink
+        self.on_delivery = on_delivery
+
+    def __call__(self, err: RdKafkaError | None, _msg: Message) -> None:
+        mapped = None if err is None else map_kafka_error(err, "delivering")
+        self.sink._collect(self.on_delivery, mapped)
 
 
 def _deliver(batch: list[tuple[DeliveryCallback, KafkaError | None]]) -> None:

@@ -1,0 +1,31 @@
+"""Configured routes with their handler instances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from handlers.base import Handler
+from handlers.registry import HANDLERS
+from stream.config import Settings
+from stream.errors import ConfigError
+from stream.partition import Route
+
+
+def build_routes(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> list[Route]:
+    """Routes with their handlers: given ones (tests), else built from the registry."""
+    routes = []
+    for i, rs in enumerate(settings.routes):
+        handler = (handlers or {}).get(rs.name)
+        if handler is None:
+            cls = HANDLERS.get(rs.handler)
+            if cls is None:
+                raise ConfigError(
+                    f"routes.{i}.handler: unknown handler {rs.handler!r}; "
+                    f"accepted: {', '.join(sorted(HANDLERS))}"
+                )
+            try:
+                handler = cls.from_options(rs.options)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise ConfigError(f"routes.{i}.options ({rs.handler}): {exc}") from None
+        routes.append(Route(rs, handler))
+    return routes
