@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck format demo kafka-up kafka-down kafka-status kafka-fetch lock clean
+.PHONY: help install test lint typecheck format bench demo kafka-up kafka-down kafka-status kafka-fetch lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ format: install ## apply ruff's fixes and formatting
 
 typecheck: install ## mypy --strict over the code and the tests
 	$(VENV)/bin/mypy
+
+bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
+	$(PY) -m tests.bench.framework_overhead --write BENCHMARKS.md
 
 demo: install kafka-fetch ## the whole story on a local broker, no API key needed
 	@$(PYTHON) -m ops.kafka up

@@ -1,0 +1,88 @@
+"""The results as markdown, and the section of BENCHMARKS.md they replace."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import confluent_kafka
+
+START = "<!-- framework-overhead:start -->"
+END = "<!-- framework-overhead:end -->"
+
+INTRO = """\
+# Benchmarks
+
+Produced by `make bench`. Each benchmark runs every variant it compares side by side, in
+one run, against one Kafka broker, interleaving the variants round after round, and
+reports medians. The absolute numbers belong to the machine that measured them (a shared
+2-core machine, with the broker running on the same machine and competing for the same
+cores); the **ratios** between variants measured together are what to compare over time.
+"""
+
+
+@dataclass
+class Variant:
+    """One measured variant: its events/s in every round, and (sluicegate) how often it
+    paused partitions for backpressure."""
+
+    name: str
+    rates: list[float] = field(default_factory=list)
+    pauses: list[int] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def machine(kafka: str) -> str:
+    """One line saying what measured: CPUs, Python, client and broker versions."""
+    cpus = len(os.sched_getaffinity(0))
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = f" ({line.split(':', 1)[1].strip()})"
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpus} CPUs{model}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, "
+        f"confluent-kafka {importlib.metadata.version('confluent-kafka')} "
+        f"(librdkafka {confluent_kafka.libversion()[0]}), {kafka}"
+    )
+
+
+def table(variants: list[Variant]) -> str:
+    """Median events/s per variant and its ratio to the first (the plain loop)."""
+    base = variants[0].median
+    lines = [
+        "| variant | events/s (median) | vs plain loop | each round (events/s) | pauses per run |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for v in variants:
+        rounds = ", ".join(f"{r:,.0f}" for r in v.rates)
+        pauses = f"{statistics.median(v.pauses):.0f}" if v.pauses else "-"
+        lines.append(
+            f"| {v.name} | {v.median:,.0f} | {v.median / base:.2f} | {rounds} | {pauses} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` between the markers in ``path`` (created with an intro if missing),
+    replacing what was there; anything outside the markers is kept."""
+    block = f"{START}\n{section.rstrip()}\n{END}"
+    text = path.read_text() if path.exists() else INTRO
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
