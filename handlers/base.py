@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from handlers.model import ModelPort
 from schemas.records import SourceRecord
 
 
@@ -37,17 +38,32 @@ class Result:
     skip_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class HandlerContext:
+    """What the runtime hands a handler: its route's name and the model, if any."""
+
+    route: str = ""
+    model: ModelPort | None = None
+
+    def require_model(self, handler: str) -> ModelPort:
+        if self.model is None:
+            raise RuntimeError(f"handler {handler!r} needs the model, but none was given")
+        return self.model
+
+
 class Handler(ABC):
     """One enrichment task. Instances are shared by all events of a route."""
 
     name: ClassVar[str]
     Options: ClassVar[type[HandlerOptions]] = HandlerOptions
+    uses_model: ClassVar[bool] = False  # the runtime builds the model client only if needed
     # True if ``try_now`` may answer without awaiting (local tier, cache, pure code): the
     # runtime then skips creating a task for the event, which is most of its cost.
     answers_now: bool = False
 
-    def __init__(self, options: HandlerOptions) -> None:
+    def __init__(self, options: HandlerOptions, context: HandlerContext | None = None) -> None:
         self.options = options
+        self.context = context or HandlerContext()
 
     def try_now(self, record: SourceRecord) -> Result | None:
         """Answer at once if possible, else None (then ``handle`` is awaited). Must have
@@ -55,9 +71,9 @@ class Handler(ABC):
         return None
 
     @classmethod
-    def from_options(cls, raw: Mapping[str, Any]) -> Handler:
+    def from_options(cls, raw: Mapping[str, Any], context: HandlerContext | None = None) -> Handler:
         """Validate raw route options (pydantic ``ValidationError`` on bad ones)."""
-        return cls(cls.Options.model_validate(dict(raw)))
+        return cls(cls.Options.model_validate(dict(raw)), context)
 
     @abstractmethod
     async def handle(self, record: SourceRecord) -> Result:

@@ -11,7 +11,7 @@ from typing import Literal
 
 import orjson
 
-from handlers.base import Handler, HandlerOptions, Result
+from handlers.base import Handler, HandlerContext, HandlerOptions, Result
 from schemas.errors import BadInput
 from schemas.records import SourceRecord
 
@@ -50,8 +50,8 @@ class EchoHandler(Handler):
     Options = EchoOptions
     options: EchoOptions
 
-    def __init__(self, options: HandlerOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: HandlerOptions, context: HandlerContext | None = None) -> None:
+        super().__init__(options, context)
         self.answers_now = not self.options.delay_ms
 
     def try_now(self, record: SourceRecord) -> Result | None:

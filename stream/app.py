@@ -10,14 +10,21 @@ from stream import __version__, logs
 from stream.config import Settings
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
+from stream.model.service import ModelService
 from stream.processor import Processor
+from stream.routes import needs_model
 
 log = logging.getLogger("sluicegate")
 
 
 async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
-    processor = Processor(settings)
+    service = ModelService(settings) if needs_model(settings) else None
+    processor = Processor(
+        settings,
+        model=service,
+        pause_while=[service.should_pause] if service is not None else [],
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, processor.stop)
@@ -32,6 +39,8 @@ async def serve(settings: Settings) -> Processor:
     try:
         await processor.run()
     finally:
+        if service is not None:
+            await service.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("sluicegate stopped: %s", processor.stats)

@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from handlers.base import Handler, Result
+from handlers.model import ModelPort
 from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
 from stream.delivery import Delivery
@@ -50,6 +51,7 @@ class Processor:
         handlers: Mapping[str, Handler] | None = None,
         *,
         pause_while: Sequence[Callable[[], bool]] = (),
+        model: ModelPort | None = None,
     ) -> None:
         """``pause_while``: conditions under which consumption pauses as a whole (the model
         breaker is open, the budget policy says pause); polling goes on meanwhile."""
@@ -58,7 +60,7 @@ class Processor:
         self.settings = settings
         self.stats = Stats()
         self._routes = {
-            t: r for r in build_routes(settings, handlers) for t in r.settings.input_topics
+            t: r for r in build_routes(settings, handlers, model) for t in r.settings.input_topics
         }
         self._eos = settings.processing.guarantee == "exactly-once"
         self._source = Source(

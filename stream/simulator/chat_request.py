@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
+from stream.model.prompt import parse_events
 from stream.simulator.errors import ApiError, bad_request
 from stream.simulator.jsonschema import Schema, SchemaProblem, check_strict, resolve
 
@@ -38,7 +39,12 @@ class ChatRequest:
 
     @property
     def last_user(self) -> str:
-        return next((text for role, text in reversed(self.contents) if role == "user"), "")
+        """The last user message that holds events, else the last user message: a
+        repair turn ("that answer was invalid...") comes after the events, and the model
+        sees the whole conversation."""
+        users = [text for role, text in self.contents if role == "user"]
+        with_events = [text for text in users if parse_events(text)]
+        return (with_events or users or [""])[-1]
 
     @property
     def instructions(self) -> str:

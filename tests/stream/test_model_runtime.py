@@ -1,0 +1,190 @@
+"""The model behind the runtime: real broker, real SDK over HTTP, the simulator.
+
+Every fault the simulator injects ends as a retried success or a dead-lettered event
+with the model's reason; no invalid enrichment is ever published; 429s slow the client
+down instead of failing events; an outage opens the breaker and pauses consumption
+without dead-lettering anything, and processing resumes when the model is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel
+
+from handlers.base import Handler, HandlerContext, HandlerOptions, Result
+from handlers.model import Task
+from schemas.dlq import DlqEnvelope
+from schemas.records import SourceRecord
+from stream.config import KafkaSettings, Settings
+from stream.model.service import ModelService
+from stream.processor import Processor
+from stream.simulator.server import running_simulator
+from stream.simulator.settings import SimulatorSettings
+from tests.conftest import TopicFactory
+from tests.kafkautil import consume, produce
+from tests.stream.harness import all_handled, run_until, source_of
+
+pytestmark = [pytest.mark.kafka, pytest.mark.asyncio]
+
+TEXTS = ["I love it, fantastic quality", "Terrible, broke after a day", "It is a chair",
+         "Best purchase ever!", "Awful support, never again", "Arrived on Tuesday"]  # fmt: skip
+
+
+class Sentiment(BaseModel):
+    label: Literal["positive", "negative", "neutral"]
+    confidence: float
+
+
+class ClassifyOptions(HandlerOptions):
+    batching: bool = True
+
+
+class Classify(Handler):
+    """A minimal model-backed handler: the review's sentiment, through ModelPort."""
+
+    name = "classify"
+    uses_model = True
+    Options = ClassifyOptions
+    options: ClassifyOptions
+    task = Task("classify", "Classify the sentiment of each review.", Sentiment)
+
+    async def handle(self, record: SourceRecord) -> Result:
+        event = orjson.loads(record.value or b"{}")
+        model = self.context.require_model(self.name)
+        reply = await model.ask(self.task, event["text"], route=self.context.route,
+                                batch=self.options.batching)  # fmt: skip
+        event["sentiment"] = reply.output.model_dump()
+        return Result(orjson.dumps(event))
+
+
+@pytest_asyncio.fixture
+async def simulator() -> AsyncIterator[str]:
+    async with running_simulator(SimulatorSettings(latency_median_ms=5, seed=11)) as url:
+        yield url
+
+
+async def sim_config(url: str, **changes: Any) -> None:
+    admin = url.removesuffix("/v1") + "/sim/config"
+    async with aiohttp.ClientSession() as session, session.post(admin, json=changes) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def sim_stats(url: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url.removesuffix("/v1") + "/sim/stats") as resp,
+    ):
+        stats: dict[str, Any] = await resp.json()
+        return stats
+
+
+def setup(
+    kafka: KafkaSettings, make_topic: TopicFactory, url: str, n: int, batching: bool = True,
+    **model: Any,
+) -> tuple[Settings, str, str, str]:  # fmt: skip
+    src, out, dlq = make_topic("in", 2), make_topic("out", 2), make_topic("dlq")
+    produce(kafka.bootstrap_servers, src,
+            [(b"k%d" % (i % 5), orjson.dumps({"id": i, "text": f"{TEXTS[i % 6]} #{i}"}))
+             for i in range(n)])  # fmt: skip
+    settings = Settings(
+        kafka=kafka,
+        routes=[{"name": "reviews", "input_topics": [src], "output_topic": out,
+                 "handler": "classify", "ordering": "unordered",
+                 "options": {"batching": batching}}],
+        processing={"commit_interval_ms": 200, "shutdown_timeout_s": 10},
+        dlq={"topic": dlq, "max_consecutive": 1000, "max_ratio": 1.0},
+        model={"base_url": url, "api_key": "sim", "batch_wait_ms": 2, **model},
+        metrics={"enabled": False},
+    )  # fmt: skip
+    return settings, src, out, dlq
+
+
+def processor_for(settings: Settings) -> tuple[Processor, ModelService]:
+    service = ModelService(settings)
+    route = settings.routes[0]
+    handler = Classify(ClassifyOptions.model_validate(route.options),
+                       HandlerContext(route.name, service))  # fmt: skip
+    processor = Processor(settings, {route.name: handler}, model=service,
+                          pause_while=[service.should_pause])  # fmt: skip
+    return processor, service
+
+
+async def test_faults_end_retried_or_dead_lettered(
+    kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
+) -> None:
+    """With 500s, 503s, invalid JSON, truncation, wrong enums and refusals injected,
+    every event is enriched with a valid answer or dead-lettered for the model's reason;
+    each input is accounted for exactly once."""
+    await sim_config(simulator, error_500=0.08, error_503=0.08, invalid_json=0.1,
+                     truncated=0.05, wrong_enum=0.1, refusal=0.05)  # fmt: skip
+    n = 120
+    settings, _, out, dlq = setup(kafka, make_topic, simulator, n, batching=False)
+    processor, service = processor_for(settings)
+    try:
+        await run_until(processor, all_handled(n), limit_s=90)
+    finally:
+        await service.aclose()
+    enriched = consume(kafka.bootstrap_servers, out, None, idle_s=2)
+    dead = consume(kafka.bootstrap_servers, dlq, None, idle_s=2)
+    for r in enriched:
+        Sentiment.model_validate(orjson.loads(r.value or b"")["sentiment"])
+    reasons = {DlqEnvelope.from_json(r.value or b"").error_class for r in dead}
+    assert reasons <= {"ModelOutputInvalid", "ModelRefused"}
+    assert all(DlqEnvelope.from_json(r.value or b"").stage == "model" for r in dead)
+    sources = [source_of(r) for r in enriched + dead]
+    assert len(sources) == len(set(sources)) == n
+    assert processor.stats.dead_lettered == len(dead) < n // 4
+    stats = await sim_stats(simulator)
+    assert stats["requests"] > n, "faults were retried or repaired"
+
+
+async def test_rate_limits_slow_down_instead_of_failing(
+    kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
+) -> None:
+    """A server limit the client does not know about answers 429s; the client waits as
+    told and every event is enriched, none dead-lettered."""
+    await sim_config(simulator, rpm=60)  # a minute's worth at once, then one a second
+    n = 75
+    settings, _, out, _ = setup(kafka, make_topic, simulator, n, batching=False, rpm=0)
+    processor, service = processor_for(settings)
+    try:
+        await run_until(processor, all_handled(n), limit_s=90)
+    finally:
+        await service.aclose()
+    assert processor.stats.dead_lettered == 0
+    assert service.client.rate_limited > 0
+    assert len({source_of(r) for r in consume(kafka.bootstrap_servers, out, None, idle_s=2)}) == n
+
+
+async def test_outage_opens_breaker_and_pauses_consumption(
+    kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
+) -> None:
+    """During a model outage the breaker opens and consumption pauses; nothing is
+    dead-lettered; when the model is back every event is enriched."""
+    await sim_config(simulator, error_503=1.0)
+    n = 60
+    settings, _, out, _ = setup(kafka, make_topic, simulator, n, max_attempts=1,
+                                breaker_threshold=3, breaker_cooldown_s=0.5)  # fmt: skip
+    processor, service = processor_for(settings)
+    task = asyncio.create_task(run_until(processor, all_handled(n), limit_s=90))
+    while not service.client.breaker.opened:
+        assert not task.done()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)
+    assert processor.stats.pauses > 0
+    assert processor.stats.dead_lettered == 0
+    await sim_config(simulator, error_503=0.0)
+    try:
+        await task
+    finally:
+        await service.aclose()
+    assert processor.stats.dead_lettered == 0
+    assert processor.stats.resumes > 0
+    assert len({source_of(r) for r in consume(kafka.bootstrap_servers, out, None, idle_s=2)}) == n
