@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from stream import __version__, logs
+from stream import __version__, logs, metrics
 from stream.config import Settings
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
@@ -37,7 +37,10 @@ async def serve(settings: Settings) -> Processor:
         settings.kafka.group_id,
     )
     try:
-        await processor.run()
+        async with metrics.serving(settings.metrics, processor, service) as port:
+            if port is not None:
+                log.info("metrics on http://%s:%d/metrics", settings.metrics.host, port)
+            await processor.run()
     finally:
         if service is not None:
             await service.aclose()

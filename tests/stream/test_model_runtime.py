@@ -22,7 +22,8 @@ from handlers.base import Handler, HandlerContext, HandlerOptions, Result
 from handlers.model import Task
 from schemas.dlq import DlqEnvelope
 from schemas.records import SourceRecord
-from stream.config import KafkaSettings, Settings
+from stream import metrics
+from stream.config import KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
 from stream.processor import Processor
 from stream.simulator.server import running_simulator
@@ -188,3 +189,34 @@ async def test_outage_opens_breaker_and_pauses_consumption(
     assert processor.stats.dead_lettered == 0
     assert processor.stats.resumes > 0
     assert len({source_of(r) for r in consume(kafka.bootstrap_servers, out, None, idle_s=2)}) == n
+
+
+async def test_metrics_show_the_runtime_and_the_model(
+    kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
+) -> None:
+    """/metrics carries the event counters, in-flight and paused partitions, the model's
+    adaptive limit, budgets, breaker, tokens and dollars; /healthz and /readyz answer."""
+    n = 20
+    settings, _, _, _ = setup(kafka, make_topic, simulator, n)
+    settings = settings.model_copy(update={"metrics": MetricsSettings(host="127.0.0.1", port=0)})
+    processor, service = processor_for(settings)
+    async with metrics.serving(settings.metrics, processor, service) as port:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/readyz") as resp:
+                assert resp.status == 503  # nothing assigned yet
+            try:
+                await run_until(processor, all_handled(n), limit_s=60)
+            finally:
+                await service.aclose()
+            async with session.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            async with session.get(f"{base}/healthz") as resp:
+                assert resp.status == 200
+    for name in ('sluicegate_events_total{outcome="consumed"} 20.0',
+                 "sluicegate_in_flight_events", "sluicegate_paused_partitions",
+                 "sluicegate_model_concurrency_limit", "sluicegate_model_requests_budget",
+                 "sluicegate_model_tokens_budget", "sluicegate_model_breaker_state 0.0",
+                 'sluicegate_model_tokens_total{handler="classify",kind="prompt"',
+                 'sluicegate_model_cost_usd_total{handler="classify"'):  # fmt: skip
+        assert name in text, name

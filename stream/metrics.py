@@ -1,0 +1,142 @@
+"""``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` on an aiohttp server.
+
+A collector reads the processor's and the model's state when Prometheus scrapes, so the
+hot path carries no instrumentation: counters are the processor's own ``Stats``, gauges
+are read off the live objects (in-flight events, paused partitions, the adaptive limit,
+the rate budget, the breaker, tokens and dollars per handler and route).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from stream.config import MetricsSettings
+from stream.model.service import ModelService
+from stream.processor import Processor
+
+BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, processor: Processor, model: ModelService | None) -> None:
+        self.processor = processor
+        self.model = model
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.processor
+        events = CounterMetricFamily(
+            "sluicegate_events", "Events by what became of them", labels=["outcome"]
+        )
+        stats = asdict(p.stats)
+        for outcome in ("consumed", "produced", "dead_lettered", "skipped", "redelivered"):
+            events.add_metric([outcome], stats[outcome])
+        yield events
+        for name in ("retries", "pauses", "resumes", "commits", "transactions"):
+            yield CounterMetricFamily(f"sluicegate_{name}", f"Processor {name}", value=stats[name])
+        parts = list(p.partitions.values())
+        yield GaugeMetricFamily(
+            "sluicegate_in_flight_events", "Events held in memory", value=sum(x.load for x in parts)
+        )
+        yield GaugeMetricFamily("sluicegate_assigned_partitions", "Assigned", value=len(parts))
+        yield GaugeMetricFamily(
+            "sluicegate_paused_partitions", "Paused partitions", value=sum(x.paused for x in parts)
+        )
+        if self.model is not None:
+            yield from self._model(self.model)
+
+    def _model(self, model: ModelService) -> Iterator[Metric]:
+        client, meter = model.client, model.meter
+        yield GaugeMetricFamily(
+            "sluicegate_model_concurrency_limit", "Adaptive concurrency limit",
+            value=client.concurrency.limit,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "sluicegate_model_in_flight",
+            "Model calls in flight",
+            value=client.concurrency.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "sluicegate_model_requests_budget", "Requests left in the RPM bucket",
+            value=client.budget.requests.level,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "sluicegate_model_tokens_budget", "Tokens left in the TPM bucket",
+            value=client.budget.tokens.level,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "sluicegate_model_breaker_state", "0 closed, 1 half-open, 2 open",
+            value=BREAKER_STATES[client.breaker.state],
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "sluicegate_model_rate_limited", "429 answers", value=client.rate_limited
+        )
+        tokens = CounterMetricFamily(
+            "sluicegate_model_tokens", "Tokens", labels=["handler", "route", "kind"]
+        )
+        usd = CounterMetricFamily(
+            "sluicegate_model_cost_usd", "Dollars", labels=["handler", "route"]
+        )
+        for (handler, route), tally in meter.tallies.items():
+            tokens.add_metric([handler, route, "prompt"], tally.prompt)
+            tokens.add_metric([handler, route, "cached"], tally.cached)
+            tokens.add_metric([handler, route, "completion"], tally.completion)
+            usd.add_metric([handler, route], tally.usd)
+        yield tokens
+        yield usd
+        remaining = meter.remaining_today
+        if remaining is not None:
+            yield GaugeMetricFamily(
+                "sluicegate_budget_remaining_usd", "Budget left today", value=remaining
+            )
+
+
+def make_app(processor: Processor, model: ModelService | None) -> web.Application:
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(processor, model))
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready = processor.assigned.is_set() and bool(processor.partitions)
+        return web.Response(status=200 if ready else 503, text="ready\n" if ready else
+                            "no partitions assigned yet\n")  # fmt: skip
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+@asynccontextmanager
+async def serving(
+    settings: MetricsSettings, processor: Processor, model: ModelService | None
+) -> AsyncIterator[int | None]:
+    """Serve while the ``with`` block runs; yields the bound port (None if disabled)."""
+    if not settings.enabled:
+        yield None
+        return
+    runner = web.AppRunner(make_app(processor, model), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        port = next((s.getsockname()[1] for s in sockets if s.family == socket.AF_INET), None)
+        yield port or settings.port
+    finally:
+        await runner.cleanup()
