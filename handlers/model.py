@@ -42,10 +42,24 @@ class Reply:
     completion_tokens: float = 0.0
     usd: float = 0.0
     tier: str = "default"
+    # This event's share of the requests made (a batch of 16 in one request: 1/16 each).
+    calls: float = 0.0
+
+
+@dataclass(frozen=True)
+class Moderation:
+    """The free moderation endpoint's verdict: a score per taxonomy category."""
+
+    scores: dict[str, float]
+    model: str
 
 
 class ModelPort(Protocol):
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
         """The validated answer for one event's text; raises per-event errors
         (``EventError``: dead-letter it) and retriable or fatal ones (let them pass)."""
+        ...
+
+    async def moderate(self, text: str, *, route: str) -> Moderation:
+        """Scores of the free moderation endpoint (``/v1/moderations``); no tokens."""
         ...

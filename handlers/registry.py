@@ -6,6 +6,14 @@ from typing import Literal
 
 from handlers.base import Handler
 from handlers.echo import EchoHandler
+from handlers.moderation import ModerationHandler
+from handlers.sentiment import SentimentHandler
+from handlers.task import TaskHandler
 
-HandlerName = Literal["echo"]
-HANDLERS: dict[str, type[Handler]] = {"echo": EchoHandler}
+HandlerName = Literal["echo", "moderation", "sentiment", "task"]
+HANDLERS: dict[str, type[Handler]] = {
+    "echo": EchoHandler,
+    "moderation": ModerationHandler,
+    "sentiment": SentimentHandler,
+    "task": TaskHandler,
+}

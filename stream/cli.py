@@ -21,6 +21,7 @@ from stream.config import load
 from stream.cost_cli import add_cost_commands
 from stream.dlq_cli import add_dlq_commands
 from stream.errors import ConfigError, KafkaUnavailable, SluicegateError
+from stream.eval_cli import add_eval_command
 from stream.simulator.cli import add_simulator_command
 
 EXIT_OK = 0
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dlq_commands(sub)
     add_cost_commands(sub)  # `dlq inspect` and `dlq replay`; each sets its own handler
+    add_eval_command(sub)
     add_simulator_command(sub)  # `simulate-nano`; imports the server only when it runs
     return parser
 

@@ -171,6 +171,8 @@ class ModelSettings(_Section):
     the ``model.*`` keys are unset, as with the official SDK."""
 
     model: str = "gpt-5.4-nano"
+    # The free moderation endpoint, for moderation routes with moderations_endpoint on.
+    moderation_model: str = "omni-moderation-latest"
     base_url: str | None = Field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
     api_key: SecretStr | None = Field(default_factory=lambda: _env_secret("OPENAI_API_KEY"))
     timeout_s: PositiveFloat = 20.0

@@ -11,14 +11,17 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+import pytest_asyncio
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from ops.kafka import broker as local_kafka
 from stream.config import KafkaSettings
+from stream.simulator.server import running_simulator
+from stream.simulator.settings import SimulatorSettings
 
 TopicFactory = Callable[..., str]
 
@@ -79,3 +82,10 @@ def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     if created:
         for future in admin.delete_topics(created, operation_timeout=30).values():
             future.result(30)
+
+
+@pytest_asyncio.fixture
+async def simulator() -> AsyncIterator[str]:
+    """A fast, seeded simulator on a free port; yields its ``/v1`` base URL."""
+    async with running_simulator(SimulatorSettings(port=0, latency_median_ms=5, seed=11)) as url:
+        yield url

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import BaseModel
 
 from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
-from stream.model.client import ModelClient
+from stream.model.client import ModelClient, strict_schema
 from stream.model.tokens import estimate_tokens
 
 
@@ -34,6 +35,28 @@ def task_id(task: Task) -> str:
     """Asks with the same id may share a request and a cache entry."""
     digest = hashlib.blake2b(task.instructions.encode(), digest_size=8).hexdigest()
     return f"{task.name}/{task.model or ''}/{task.output.__qualname__}/{digest}"
+
+
+def _leaves(schema: dict[str, Any], root: dict[str, Any]) -> int:
+    """Scalar fields in a JSON schema (arrays count as two): the size of one answer."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = root.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {})
+    if "properties" in schema:
+        return sum(_leaves(sub, root) for sub in schema["properties"].values())
+    if "anyOf" in schema:
+        return max(_leaves(sub, root) for sub in schema["anyOf"])
+    if schema.get("type") == "array":
+        return 2 * _leaves(schema.get("items", {}), root)
+    return 1
+
+
+def output_estimate(task: Task) -> float:
+    """Completion tokens one item of the task's answer takes, before any is seen: about
+    ten per scalar field of an item (its key, its value, the punctuation). The schema is
+    the batch's, whose ``results`` array counts its item twice."""
+    schema = strict_schema(task.output)
+    return 5.0 * _leaves(schema, schema) + 8
 
 
 def _retrieve(future: asyncio.Future[Reply]) -> None:
@@ -64,6 +87,9 @@ class Batcher:
         self._requests: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.batched_events = 0
+        # Completion tokens per answered item, per task: learned from each batch's usage,
+        # so a batch never asks for more output than one request may return.
+        self._per_item: dict[str, float] = {}
 
     async def ask(self, task: Task, text: str, *, batch: bool = True) -> Reply:
         """The answer for one event; per-event faults and outages are raised."""
@@ -73,7 +99,10 @@ class Batcher:
             return Reply(hit, "cache", task.model or self.client.settings.model)
         shared = self._inflight.get(key)
         if shared is not None:
-            return await asyncio.shield(shared)
+            # The request is billed to the ask that made it: this one costs nothing.
+            reply = await asyncio.shield(shared)
+            return replace(reply, source="cache", prompt_tokens=0.0, cached_tokens=0.0,
+                           completion_tokens=0.0, calls=0.0)  # fmt: skip
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._inflight[key] = future
@@ -100,11 +129,20 @@ class Batcher:
             pending = self._pending[tid] = _Pending(task)
         pending.events.append((key, text, future))
         pending.tokens += tokens
-        if flush_now or len(pending.events) >= self.max_events:
+        if flush_now or len(pending.events) >= self._batch_limit(tid, task):
             self._flush(tid)
         elif pending.timer is None:
             loop = asyncio.get_running_loop()
             pending.timer = loop.call_later(self.max_wait_s, self._flush, tid)
+
+    def _batch_limit(self, tid: str, task: Task) -> int:
+        """Events per request: ``max_events``, fewer when their answers would not fit in
+        the request's completion budget (a cut-off answer costs a retry per item)."""
+        per_item = self._per_item.get(tid)
+        if per_item is None:
+            per_item = self._per_item[tid] = output_estimate(task)
+        room = 0.8 * self.client.settings.max_completion_tokens
+        return max(1, min(self.max_events, int(room // max(per_item, 1.0))))
 
     def _flush(self, tid: str) -> None:
         pending = self._pending.pop(tid, None)
@@ -137,6 +175,11 @@ class Batcher:
             return
         share = 1 / len(events)
         usage = answers.usage
+        answered = len(answers.outputs)
+        if answered and usage.calls == 1:  # a clean batch: learn its answers' size
+            tid = task_id(task)
+            seen = usage.completion / answered
+            self._per_item[tid] = 0.5 * self._per_item.get(tid, seen) + 0.5 * seen
         model = task.model or self.client.settings.model
         for eid, (key, future) in by_id.items():
             if future.done():
@@ -149,7 +192,7 @@ class Batcher:
                 self.cache.put(key, output)
             future.set_result(
                 Reply(output, "model", model, usage.prompt * share, usage.cached * share,
-                      usage.completion * share, tier=usage.tier)
+                      usage.completion * share, tier=usage.tier, calls=usage.calls * share)
             )  # fmt: skip
 
     async def aclose(self) -> None:

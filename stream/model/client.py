@@ -16,10 +16,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx2
 import openai
@@ -44,6 +44,7 @@ from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
 from stream.model.tokens import estimate_messages, estimate_tokens
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Messages = list[dict[str, str]]
 FLEX_RETRY_S = 60
@@ -229,7 +230,38 @@ class ModelClient:
             }  # fmt: skip
         else:
             response_format = {"type": "json_object"}
-        for attempt in range(1, settings.max_attempts + 1):
+        return await self._retrying(
+            lambda: self._limited_call(task, messages, response_format, estimate, usage)
+        )
+
+    async def moderate(self, text: str) -> tuple[dict[str, float], str]:
+        """Category scores of the free moderation endpoint, and the model that gave them.
+        Not rate-limited by our token buckets (the endpoint has its own, free limits),
+        but retried and guarded by the breaker like every call."""
+        model = self.settings.moderation_model
+
+        async def once() -> tuple[dict[str, float], str]:
+            try:
+                response = await self._sdk.moderations.create(model=model, input=text)
+            except openai.OpenAIError as exc:
+                mapped = map_openai_error(exc, f"calling {model}")
+                if mapped.retriable:
+                    self.breaker.record(ok=False)
+                raise mapped from None
+            except BaseException:
+                self.breaker.forget_probe()
+                raise
+            self.breaker.record(ok=True)
+            scores = response.results[0].category_scores.model_dump(by_alias=True)
+            return {k: float(v) for k, v in scores.items() if v is not None}, response.model
+
+        return await self._retrying(once)
+
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt_once`` through the breaker, retrying transient failures with
+        backoff that honours the server's retry-after (ours own retries, not the SDK)."""
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
             if not self.breaker.allow():
                 wait = self.breaker.retry_after()
                 raise ModelCircuitOpen(
@@ -237,9 +269,9 @@ class ModelClient:
                     retry_after=max(wait, 0.05),
                 )
             try:
-                return await self._limited_call(task, messages, response_format, estimate, usage)
+                return await attempt_once()
             except SluicegateError as exc:
-                if not exc.retriable or attempt == settings.max_attempts:
+                if not exc.retriable or attempt == attempts:
                     raise
                 wait = getattr(exc, "retry_after", None) or _backoff(attempt)
                 log.info("model call failed (%s); retrying in %.2fs", exc, wait)
@@ -296,7 +328,9 @@ class ModelClient:
         completion = raw.parse()
         used = completion.usage
         if used is not None:
-            self.budget.settle(estimate, used.total_tokens)
+            # The limit counts the prompt and the whole max_completion_tokens reserved,
+            # used or not: give back only a prompt over-estimate.
+            self.budget.settle(estimate, used.prompt_tokens + self.settings.max_completion_tokens)
             usage.prompt += used.prompt_tokens
             usage.completion += used.completion_tokens
             details = used.prompt_tokens_details

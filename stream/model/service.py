@@ -12,7 +12,7 @@ from dataclasses import replace
 import httpx2
 from pydantic import BaseModel
 
-from handlers.model import Reply, Task
+from handlers.model import Moderation, Reply, Task
 from stream.config import Settings
 from stream.model.batcher import Batcher
 from stream.model.cache import TtlLru
@@ -37,6 +37,7 @@ class ModelService:
         )
         self.meter = CostMeter(settings.budget)
         self.meter.prices_for(model.model)  # no price, no metering: refuse at start-up
+        self.moderations = 0  # calls to the free moderation endpoint
 
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
         self._check_budget()
@@ -48,10 +49,16 @@ class ModelService:
             prompt=reply.prompt_tokens,
             cached=reply.cached_tokens,
             completion=reply.completion_tokens,
-            calls=0.0 if reply.source == "cache" else 1.0,
+            calls=reply.calls,
             tier=reply.tier,
         )
         return replace(reply, usd=usd)
+
+    async def moderate(self, text: str, *, route: str) -> Moderation:
+        """The free endpoint: no tokens and no dollars to meter, only the call."""
+        scores, model = await self.client.moderate(text)
+        self.moderations += 1
+        return Moderation(scores, model)
 
     def _check_budget(self) -> None:
         meter = self.meter

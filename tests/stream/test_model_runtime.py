@@ -9,13 +9,11 @@ without dead-lettering anything, and processing resumes when the model is back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 import pytest
-import pytest_asyncio
 from pydantic import BaseModel
 
 from handlers.base import Handler, HandlerContext, HandlerOptions, Result
@@ -26,10 +24,9 @@ from stream import metrics
 from stream.config import KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
 from stream.processor import Processor
-from stream.simulator.server import running_simulator
-from stream.simulator.settings import SimulatorSettings
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
+from tests.simutil import sim_config, sim_stats
 from tests.stream.harness import all_handled, run_until, source_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio]
@@ -63,27 +60,6 @@ class Classify(Handler):
                                 batch=self.options.batching)  # fmt: skip
         event["sentiment"] = reply.output.model_dump()
         return Result(orjson.dumps(event))
-
-
-@pytest_asyncio.fixture
-async def simulator() -> AsyncIterator[str]:
-    async with running_simulator(SimulatorSettings(latency_median_ms=5, seed=11)) as url:
-        yield url
-
-
-async def sim_config(url: str, **changes: Any) -> None:
-    admin = url.removesuffix("/v1") + "/sim/config"
-    async with aiohttp.ClientSession() as session, session.post(admin, json=changes) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def sim_stats(url: str) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(url.removesuffix("/v1") + "/sim/stats") as resp,
-    ):
-        stats: dict[str, Any] = await resp.json()
-        return stats
 
 
 def setup(

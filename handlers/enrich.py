@@ -1,0 +1,246 @@
+"""The shape every enriching handler shares: decode -> local tier -> redact -> model.
+
+A subclass says what its events are (``kind``), what it asks the model (``task``), what
+its free local tier can answer (``local_now`` on the event loop, ``local_later`` when it
+is worth batching), and when an answer is an alert. This base does the rest the same way
+for all of them: the cascade (a confident local answer skips the model), PII redaction
+before the model sees the text, escalation to a larger model when nano hesitates, the
+budget's local-only mode, and the enriched event with its cost and latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+from handlers.base import Handler, HandlerContext, HandlerOptions, Result
+from handlers.model import ModelPort, Reply, Task
+from handlers.redact import ALL_KINDS, Redactor
+from schemas.enriched import Alert, EnrichedEvent, Enrichment, Tokens
+from schemas.errors import SluicegateError
+from schemas.events import _Event, decode_event
+from schemas.records import SourceRecord
+
+
+class EnrichOptions(HandlerOptions):
+    """Options every enriching handler takes (``[routes.options]``)."""
+
+    raw_text: bool = Field(
+        True, description="accept values that are not JSON objects as the text itself"
+    )
+    redact: tuple[str, ...] = Field(
+        tuple(sorted(ALL_KINDS)), description="PII kinds replaced before the model call"
+    )
+    batch: bool = Field(True, description="micro-batch this route's model calls")
+    local_tier: bool = Field(True, description="let the free local tier answer easy cases")
+    local_threshold: float | None = Field(
+        None, ge=0, le=1, description="local confidence needed to skip the model; "
+        "unset: the handler's default, measured on labelled data (EVAL.md)"
+    )  # fmt: skip
+    escalate_model: str | None = Field(
+        None, description="a larger model to ask when nano's confidence is low"
+    )
+    escalate_below: float = Field(0.5, ge=0, le=1)
+    service_tier: Literal["default", "flex"] | None = None
+    alert_on: tuple[str, ...] | None = Field(
+        None, description="answer labels that also go to the alerts topic; unset: default"
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A handler's answer before it is wrapped: the fields and how sure it is."""
+
+    fields: dict[str, Any]
+    confidence: float | None
+
+
+class EnrichingHandler(Handler):
+    uses_model = True
+    Options: ClassVar[type[HandlerOptions]] = EnrichOptions
+    options: EnrichOptions
+    kind: ClassVar[type[_Event]]
+    # The confidence a local answer needs by default (see EVAL.md for how it was chosen);
+    # None: the handler has no local tier.
+    default_threshold: ClassVar[float | None] = None
+    default_alerts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: HandlerOptions, context: HandlerContext | None = None) -> None:
+        super().__init__(options, context)
+        self.redactor = Redactor(frozenset(self.options.redact))
+        threshold = self.options.local_threshold
+        self.threshold = self.default_threshold if threshold is None else threshold
+        self.local_enabled = self.options.local_tier and self.threshold is not None
+        self.answers_now = self.local_enabled and self.local_answers_now
+        alerts = self.options.alert_on
+        self.alert_labels = frozenset(self.default_alerts if alerts is None else alerts)
+        self.task = self.make_task()
+        if self.options.service_tier is not None:
+            self.task = Task(
+                self.task.name,
+                self.task.instructions,
+                self.task.output,
+                self.task.model,
+                self.options.service_tier,
+            )
+
+    # -- what a subclass provides ---------------------------------------------------------
+
+    local_answers_now: ClassVar[bool] = False  # True if ``local_now`` may answer
+
+    def make_task(self) -> Task:
+        raise NotImplementedError
+
+    def local_now(self, event: _Event) -> Answer | None:
+        """The local tier's answer if it can give one at once (pure, cheap), else None."""
+        return None
+
+    async def local_later(self, event: _Event) -> Answer | None:
+        """The local tier's answer when it is worth awaiting (batched scoring)."""
+        return None
+
+    def from_model(self, event: _Event, output: BaseModel) -> Answer:
+        fields = output.model_dump(mode="json")
+        confidence = fields.get("confidence")
+        return Answer(fields, float(confidence) if isinstance(confidence, int | float) else None)
+
+    def model_text(self, event: _Event) -> str:
+        return event.text()
+
+    def alert_reason(self, answer: Answer) -> str | None:
+        """Why this answer is an alert, or None. Default: a label in ``alert_on``."""
+        for value in answer.fields.values():
+            if isinstance(value, str) and value in self.alert_labels:
+                return f"{self.name}: {value}"
+        return None
+
+    # -- the cascade ----------------------------------------------------------------------
+
+    def decode(self, record: SourceRecord) -> tuple[Any, _Event]:
+        return decode_event(record.value, self.kind, raw_text=self.options.raw_text)
+
+    def try_now(self, record: SourceRecord) -> Result | None:
+        started = time.perf_counter()
+        original, event = self.decode(record)
+        answer = self.local_now(event)
+        if answer is None or not self._confident(answer):
+            return None
+        return self._local(record, original, answer, started)
+
+    async def handle(self, record: SourceRecord) -> Result:
+        started = time.perf_counter()
+        original, event = self.decode(record)
+        local: Answer | None = None
+        if self.local_enabled:
+            local = self.local_now(event) or await self.local_later(event)
+            if local is not None and self._confident(local):
+                return self._local(record, original, local, started)
+        redacted = self.redactor.redact(self.model_text(event))
+        model = self.context.require_model(self.name)
+        try:
+            answer, reply, escalated = await self.consult(model, event, redacted.text)
+        except SluicegateError as exc:
+            if getattr(exc, "local_only", False) and local is not None:
+                return self._local(record, original, local, started)  # the budget is spent
+            raise
+        return self._wrap(
+            record,
+            original,
+            answer,
+            reply=reply,
+            started=started,
+            redactions=redacted.counts,
+            escalated=escalated,
+        )
+
+    async def consult(
+        self, model: ModelPort, event: _Event, text: str
+    ) -> tuple[Answer, Reply, bool]:
+        """Ask the model about the (redacted) text: ``(answer, reply, escalated)``. When
+        nano's confidence is below ``escalate_below``, ask ``escalate_model`` too."""
+        route = self.context.route
+        reply = await model.ask(self.task, text, route=route, batch=self.options.batch)
+        answer = self.from_model(event, reply.output)
+        big = self.options.escalate_model
+        if not big or answer.confidence is None or answer.confidence >= self.options.escalate_below:
+            return answer, reply, False
+        task = Task(self.task.name, self.task.instructions, self.task.output, big)
+        second = await model.ask(task, text, route=route, batch=False)
+        return self.from_model(event, second.output), _sum(reply, second), True
+
+    def _confident(self, answer: Answer) -> bool:
+        return (
+            self.threshold is not None
+            and answer.confidence is not None
+            and answer.confidence >= self.threshold
+        )
+
+    def _local(self, record: SourceRecord, original: Any, answer: Answer, started: float) -> Result:
+        return self._wrap(
+            record, original, answer, reply=None, started=started, redactions={}, escalated=False
+        )
+
+    def _wrap(
+        self,
+        record: SourceRecord,
+        original: Any,
+        answer: Answer,
+        *,
+        reply: Reply | None,
+        started: float,
+        redactions: Mapping[str, int],
+        escalated: bool,
+    ) -> Result:
+        if reply is None:
+            source, tier, tokens, usd = "local", "local", Tokens(), 0.0
+        else:
+            tier = "cache" if reply.source == "cache" else "model"
+            source = "cache" if tier == "cache" else reply.model
+            tokens = Tokens(
+                prompt=round(reply.prompt_tokens, 2),
+                cached=round(reply.cached_tokens, 2),
+                completion=round(reply.completion_tokens, 2),
+            )
+            usd = reply.usd
+        enrichment = Enrichment(
+            handler=self.task.name,
+            route=self.context.route,
+            answer=answer.fields,
+            confidence=None if answer.confidence is None else round(answer.confidence, 4),
+            source=source,
+            tier=tier,
+            escalated=escalated,
+            tokens=tokens,
+            cost_usd=round(usd, 9),
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            redactions=dict(redactions),
+        )
+        enriched = EnrichedEvent(event=original, enrichment=enrichment)
+        value = orjson.dumps(enriched.model_dump(mode="json"))
+        reason = self.alert_reason(answer)
+        if reason is None:
+            return Result(value)
+        alert = Alert(
+            reason=reason, route=self.context.route, source=record.where, enriched=enriched
+        )
+        return Result(value, alerts=(orjson.dumps(alert.model_dump(mode="json")),))
+
+
+def _sum(first: Reply, second: Reply) -> Reply:
+    """The escalated answer, carrying the tokens and dollars of both calls."""
+    return Reply(
+        second.output,
+        second.source,
+        second.model,
+        first.prompt_tokens + second.prompt_tokens,
+        first.cached_tokens + second.cached_tokens,
+        first.completion_tokens + second.completion_tokens,
+        first.usd + second.usd,
+        second.tier,
+        first.calls + second.calls,
+    )

@@ -1,0 +1,64 @@
+"""The enriched event: the original, unchanged, plus an ``enrichment`` block.
+
+``{"event": <what the producer sent>, "enrichment": {...}}``: the original sits under its
+own key, byte-for-byte the same JSON value (or the raw text line), so nothing a producer
+sends can collide with the block and consumers read both without guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Tokens(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: float = Field(0.0, description="input tokens (this event's share of its request)")
+    cached: float = Field(0.0, description="of which billed at the cached-input price")
+    completion: float = Field(0.0, description="output tokens (this event's share)")
+
+
+class Enrichment(BaseModel):
+    """What sluicegate added to an event, and what it cost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    handler: str
+    route: str
+    answer: dict[str, Any] = Field(description="the handler's answer (see its schema)")
+    confidence: float | None = Field(None, ge=0, le=1)
+    source: str = Field(
+        description='"local" (the free local tier), "cache" (an earlier identical '
+        "event's answer) or the model id that answered"
+    )
+    tier: Literal["local", "cache", "model"]
+    escalated: bool = Field(False, description="a larger model answered after nano hesitated")
+    tokens: Tokens = Tokens()
+    cost_usd: float = 0.0
+    latency_ms: float = Field(description="time from the start of handling to the answer")
+    redactions: dict[str, int] = Field(
+        default_factory=dict, description="PII replaced before the model saw the text, by kind"
+    )
+    schema_version: int = SCHEMA_VERSION
+
+
+class EnrichedEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: Any = Field(description="the original event exactly as produced")
+    enrichment: Enrichment
+
+
+class Alert(BaseModel):
+    """A noteworthy event for the alerts topic: why, and the enriched event itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    route: str
+    source: str = Field(description="topic[partition]@offset of the input event")
+    enriched: EnrichedEvent

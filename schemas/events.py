@@ -1,0 +1,132 @@
+"""Input events: log lines, product reviews, user-generated posts.
+
+Producers are other teams' services, so the models are lenient where that costs nothing
+(aliases for common field names, unknown fields kept) and strict where the handler needs
+something (a text to judge). The enriched event carries the original unchanged, so these
+models only read: they never rewrite what the producer sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.errors import BadInput
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    def text(self) -> str:
+        """What the handler judges."""
+        raise NotImplementedError
+
+
+class LogEvent(_Event):
+    """A log line as a shipper sends it (Filebeat, Fluent Bit, Vector, OTel): JSON with
+    the message and maybe its time, level and service. Raw text lines become
+    ``LogEvent(message=line)``."""
+
+    message: str = Field(
+        min_length=1, validation_alias=AliasChoices("message", "msg", "log", "@message", "line")
+    )
+    timestamp: str | None = Field(
+        None, validation_alias=AliasChoices("timestamp", "@timestamp", "time", "ts")
+    )
+    level: str | None = Field(None, validation_alias=AliasChoices("level", "severity", "lvl"))
+    service: str | None = Field(
+        None, validation_alias=AliasChoices("service", "component", "logger", "app")
+    )
+    host: str | None = None
+
+    def text(self) -> str:
+        return self.message
+
+
+class Review(_Event):
+    """A product review."""
+
+    review_id: str | int | None = Field(None, validation_alias=AliasChoices("review_id", "id"))
+    product_id: str | int | None = None
+    author: str | None = None
+    rating: float | None = Field(None, ge=0, le=10)
+    title: str | None = None
+    body: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("text", "body", "review", "content", "comment"),
+    )
+    created_at: datetime | None = None
+
+    def text(self) -> str:
+        return f"{self.title}\n{self.body}" if self.title else self.body
+
+
+class Post(_Event):
+    """A user-generated post or comment."""
+
+    post_id: str | int | None = Field(None, validation_alias=AliasChoices("post_id", "id"))
+    author: str | None = None
+    body: str = Field(
+        min_length=1, validation_alias=AliasChoices("text", "body", "content", "comment")
+    )
+    created_at: datetime | None = None
+    url: str | None = None
+
+    def text(self) -> str:
+        return self.body
+
+
+EVENT_KINDS: dict[str, type[_Event]] = {"log": LogEvent, "review": Review, "post": Post}
+
+
+def decode_event(value: bytes | None, kind: type[_Event], *, raw_text: bool) -> tuple[Any, _Event]:
+    """Parse a record value: ``(original, event)``. ``original`` is what the producer
+    sent (a JSON value, or the text itself for raw lines), kept for the enriched event.
+
+    With ``raw_text``, a value that is not a JSON object is taken as the text (a raw log
+    line, a plain message). Anything else that does not fit raises ``BadInput`` saying
+    what is wrong and what is accepted.
+    """
+    if value is None:
+        raise BadInput("the record has no value (null); a JSON object or text is expected")
+    try:
+        original: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        if not raw_text:
+            raise BadInput(f"the value is not valid JSON: {exc}") from None
+        original = _utf8(value)
+    if not isinstance(original, dict):
+        if not raw_text or not isinstance(original, str):
+            raise BadInput(
+                f"the value is JSON {type(original).__name__}; a JSON object with the "
+                f"{kind.__name__} fields is expected" + (" (or a text line)" if raw_text else "")
+            )
+        text = original.strip()
+        if not text:
+            raise BadInput("the value is empty text; there is nothing to judge")
+        first = next(f for f in kind.model_fields.values() if f.is_required())
+        aliases = first.validation_alias
+        name = aliases.choices[0] if isinstance(aliases, AliasChoices) else "text"
+        return original, kind.model_validate({name: text})
+    try:
+        return original, kind.model_validate(original)
+    except ValidationError as exc:
+        raise BadInput(f"the value is not a valid {kind.__name__}: {_brief(exc)}") from None
+
+
+def _utf8(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"the value is neither JSON nor UTF-8 text: {exc}") from None
+
+
+def _brief(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "(event)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

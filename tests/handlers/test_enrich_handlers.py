@@ -1,0 +1,239 @@
+"""The built-in handlers against the simulator, through the real SDK over HTTP.
+
+Each test builds handlers from raw route options (as a config file would), hands them
+records and reads the enriched events they make: the cascade (local answers skip the
+model), redaction before the model, escalation, alerts, declared tasks and bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from handlers.base import Handler, HandlerContext, Result
+from handlers.registry import HANDLERS
+from schemas.enriched import Alert, EnrichedEvent
+from schemas.errors import BadInput
+from schemas.records import SourceRecord
+from stream.config import Settings
+from stream.model.service import ModelService
+from tests.simutil import sim_stats
+
+pytestmark = pytest.mark.asyncio
+
+TICKETS = {
+    "name": "ticket-routing",
+    "instruction": "Route each support ticket to the team that should answer it.",
+    "text_field": "body",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "category": {
+                "enum": ["billing", "technical_support", "cancellation", "feature_request",
+                         "general_inquiry"]
+            },
+            "urgent": {"type": "boolean"},
+            "summary": {"type": "string", "maxLength": 120},
+        },
+        "required": ["category", "urgent", "summary"],
+    },
+}  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def model(simulator: str) -> AsyncIterator[ModelService]:
+    settings = Settings(
+        model={"base_url": simulator, "api_key": "sim", "batch_wait_ms": 2},
+        budget={"prices": {"gpt-5.4-mini": {"input": 0.75, "cached_input": 0.075, "output": 4.5}}},
+    )
+    service = ModelService(settings)
+    try:
+        yield service
+    finally:
+        await service.aclose()
+
+
+async def chat_calls(url: str) -> int:
+    return int((await sim_stats(url))["by_endpoint"].get("POST /v1/chat/completions", 0))
+
+
+def build(kind: str, model: ModelService, /, **options: Any) -> Handler:
+    return HANDLERS[kind].from_options(options, HandlerContext("r", model))
+
+
+def record(value: object, offset: int = 0) -> SourceRecord:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return SourceRecord("reviews", 0, offset, b"k", raw)
+
+
+async def enrich(handler: Handler, rec: SourceRecord) -> tuple[EnrichedEvent, Result]:
+    result = handler.try_now(rec) if handler.answers_now else None
+    if result is None:
+        result = await handler.handle(rec)
+    assert result.value is not None
+    return EnrichedEvent.model_validate_json(result.value), result
+
+
+async def test_sentiment_cascade_answers_clear_cases_locally(
+    model: ModelService, simulator: str
+) -> None:
+    handler = build("sentiment", model)
+    clear = {"review_id": "r1", "text": "Wonderful, excellent, I love it. Great value!",
+             "stars": 5}  # fmt: skip
+    enriched, _ = await enrich(handler, record(clear))
+    assert enriched.event == clear  # the original, unchanged, unknown fields included
+    e = enriched.enrichment
+    assert (e.tier, e.source, e.cost_usd, e.answer["sentiment"]) == (
+        "local",
+        "local",
+        0,
+        "positive",
+    )
+    assert e.confidence is not None
+    assert e.confidence >= 0.9
+    assert await chat_calls(simulator) == 0
+
+    vague = {"review_id": "r2", "text": "It arrived on Tuesday in a brown box."}
+    enriched, _ = await enrich(handler, record(vague))
+    e = enriched.enrichment
+    assert (e.tier, e.source) == ("model", "gpt-5.4-nano")
+    assert e.answer["sentiment"] in {"positive", "neutral", "negative", "frustrated"}
+    assert e.answer["intent"] in {"purchase", "compare", "support", "return", "other"}
+    assert e.tokens.prompt > 0
+    assert e.cost_usd > 0
+    assert await chat_calls(simulator) == 1
+
+
+async def test_local_tier_off_sends_everything_to_the_model(model: ModelService) -> None:
+    handler = build("sentiment", model, local_tier=False)
+    assert not handler.answers_now
+    enriched, _ = await enrich(handler, record({"text": "Wonderful, excellent, I love it!"}))
+    assert enriched.enrichment.tier == "model"
+
+
+async def test_pii_is_redacted_before_the_model_and_counted(model: ModelService) -> None:
+    handler = build("sentiment", model, local_tier=False)
+    text = "Write to jane.doe@example.com or call +1 415-555-0132 about my order."
+    enriched, _ = await enrich(handler, record({"text": text}))
+    assert enriched.enrichment.redactions == {"email": 1, "phone": 1}
+    assert enriched.event["text"] == text  # the published original keeps its text
+    off = build("sentiment", model, local_tier=False, redact=[])
+    enriched, _ = await enrich(off, record({"text": text}))
+    assert enriched.enrichment.redactions == {}
+
+
+async def test_cache_hits_are_marked_and_free(model: ModelService) -> None:
+    handler = build("sentiment", model, local_tier=False)
+    first, _ = await enrich(handler, record({"text": "The box was blue."}))
+    again, _ = await enrich(handler, record({"text": " The  box was\nblue. "}, 1))
+    assert first.enrichment.tier == "model"
+    assert (again.enrichment.tier, again.enrichment.source) == ("cache", "cache")
+    assert again.enrichment.cost_usd == 0
+    assert again.enrichment.answer == first.enrichment.answer
+
+
+async def test_escalation_asks_the_larger_model_when_nano_hesitates(
+    model: ModelService,
+) -> None:
+    # escalate_below=1: every nano answer counts as hesitant, so the larger model answers.
+    handler = build("sentiment", model, local_tier=False, escalate_model="gpt-5.4-mini",
+                    escalate_below=1.0)  # fmt: skip
+    enriched, _ = await enrich(handler, record({"text": "Not sure how I feel about it."}))
+    e = enriched.enrichment
+    assert e.escalated
+    assert e.source == "gpt-5.4-mini"
+
+
+async def test_moderation_local_safe_model_violates_and_alerts(
+    model: ModelService, simulator: str
+) -> None:
+    handler = build("moderation", model, policy=["spam"])
+    clean, result = await enrich(handler, record({"post_id": 1, "text": "Lovely sunset today."}))
+    assert (clean.enrichment.tier, clean.enrichment.answer["action"]) == ("local", "safe")
+    assert result.alerts == ()
+    assert await chat_calls(simulator) == 0
+
+    rude = {"post_id": 2, "text": "You are a worthless idiot, shut up, loser."}
+    enriched, result = await enrich(handler, record(rude, 1))
+    answer = enriched.enrichment.answer
+    assert enriched.enrichment.tier == "model"
+    assert set(answer["categories"]) >= {"harassment", "self-harm/intent", "sexual/minors"}
+    assert set(answer["policy"]) == {"spam"}
+    if answer["action"] == "violates":
+        (alert,) = result.alerts
+        parsed = Alert.model_validate_json(alert)
+        assert parsed.source == "reviews[0]@1"
+        assert parsed.enriched == enriched
+    else:
+        assert result.alerts == ()
+
+
+async def test_moderation_endpoint_decides_clear_cases_without_nano(
+    model: ModelService, simulator: str
+) -> None:
+    handler = build("moderation", model, local_tier=False, moderations_endpoint=True)
+    enriched, _ = await enrich(handler, record({"text": "What a lovely garden you have."}))
+    e = enriched.enrichment
+    assert e.answer["action"] == "safe"
+    assert e.tokens.prompt == 0
+    assert "moderation" in e.source
+    assert await chat_calls(simulator) == 0
+    assert model.moderations == 1
+
+
+async def test_declared_task_answers_with_its_own_schema(model: ModelService) -> None:
+    handler = build("task", model, **TICKETS)
+    ticket = {"id": 7, "body": "I was charged twice for my plan this month, please refund."}
+    enriched, _ = await enrich(handler, record(ticket))
+    e = enriched.enrichment
+    assert e.handler == "ticket-routing"
+    assert e.tier == "model"
+    assert e.answer["category"] in TICKETS["schema"]["properties"]["category"]["enum"]  # type: ignore[index]
+    assert isinstance(e.answer["urgent"], bool)
+
+
+async def test_declared_task_takes_a_pydantic_model_path(model: ModelService) -> None:
+    handler = build("task", model, name="feel", instruction="Label the feeling.",
+                    output_model="schemas.outputs:SentimentAnswer")  # fmt: skip
+    enriched, _ = await enrich(handler, record("plain text is accepted too"))
+    assert enriched.event == "plain text is accepted too"
+    assert enriched.enrichment.answer["sentiment"] in {"positive", "neutral", "negative",
+                                                       "frustrated"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"schema": {"type": "array"}}, "top level must be"),
+        ({"schema": {"type": "object", "properties": {"x": {"type": "date"}}}}, "x: type 'date'"),
+        ({"schema": {"type": "object", "properties": {"x": {"anyOf": []}}}}, "unsupported"),
+        ({"output_model": "nowhere.at_all:Model"}, "cannot import"),
+        ({}, "exactly one of"),
+    ],
+)
+async def test_declared_task_refuses_bad_schemas(
+    model: ModelService, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        build("task", model, name="t", instruction="do it", **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"\xff\xfe", "neither JSON nor UTF-8"),
+        (b"[1, 2]", "JSON list"),
+        (b'{"stars": 5}', "Review: text: Field required"),
+        (b'"   "', "empty text"),
+    ],
+)
+async def test_bad_input_is_a_bad_input_error(
+    model: ModelService, value: bytes, message: str
+) -> None:
+    handler = build("sentiment", model)
+    with pytest.raises(BadInput, match=message):
+        await handler.handle(record(value))
