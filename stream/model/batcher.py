@@ -59,6 +59,12 @@ def output_estimate(task: Task) -> float:
     return 5.0 * _leaves(schema, schema) + 8
 
 
+def batch_size(max_events: int, max_completion_tokens: int, per_item: float) -> int:
+    """Events per request whose answers fit in 80% of the completion budget."""
+    room = 0.8 * max_completion_tokens
+    return max(1, min(max_events, int(room // max(per_item, 1.0))))
+
+
 def _retrieve(future: asyncio.Future[Reply]) -> None:
     # Mark an exception as seen even if the asker was cancelled meanwhile.
     if not future.cancelled():
@@ -141,8 +147,7 @@ class Batcher:
         per_item = self._per_item.get(tid)
         if per_item is None:
             per_item = self._per_item[tid] = output_estimate(task)
-        room = 0.8 * self.client.settings.max_completion_tokens
-        return max(1, min(self.max_events, int(room // max(per_item, 1.0))))
+        return batch_size(self.max_events, self.client.settings.max_completion_tokens, per_item)
 
     def _flush(self, tid: str) -> None:
         pending = self._pending.pop(tid, None)

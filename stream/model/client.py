@@ -100,6 +100,15 @@ def system_prompt(task: Task, mode: str) -> str:
     return text
 
 
+def request_static_tokens(task: Task, mode: str) -> int:
+    """Input tokens every request of a task repeats: the system prompt and, in
+    json_schema mode, the schema sent beside it."""
+    static = estimate_tokens(system_prompt(task, mode))
+    if mode == "json_schema":
+        static += estimate_tokens(json.dumps(strict_schema(task.output)))
+    return static
+
+
 class ModelClient:
     """Calls the chat completions API for handlers, within the process's limits."""
 

@@ -8,6 +8,7 @@ model), redaction before the model, escalation, alerts, declared tasks and bad i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from handlers.registry import HANDLERS
 from schemas.enriched import Alert, EnrichedEvent
 from schemas.errors import BadInput
 from schemas.records import SourceRecord
-from stream.config import Settings
+from stream.config import Settings, load
 from stream.model.service import ModelService
 from tests.simutil import sim_stats
 
@@ -237,3 +238,22 @@ async def test_bad_input_is_a_bad_input_error(
     handler = build("sentiment", model)
     with pytest.raises(BadInput, match=message):
         await handler.handle(record(value))
+
+
+async def test_shipped_task_examples_run_as_declared(model: ModelService) -> None:
+    """examples/tasks.toml: ticket routing and invoice extraction, with no new code."""
+    settings = load(Path(__file__).parents[2] / "examples" / "tasks.toml")
+    routes = {r.name: r for r in settings.routes}
+    tickets = build("task", model, **routes["tickets"].options)
+    enriched, _ = await enrich(tickets, record({"body": "Please cancel my plan today."}))
+    categories = TICKETS["schema"]["properties"]["category"]["enum"]  # type: ignore[index]
+    assert enriched.enrichment.answer["category"] in categories
+    invoices = build("task", model, **routes["invoices"].options)
+    text = ("INVOICE 2291 from Acme Tools Ltd, 2026-10-02. 3 x hammer at 12.50 = 37.50. "
+            "Total due 37.50 EUR by 2026-11-01.")  # fmt: skip
+    enriched, _ = await enrich(invoices, record({"text": text}))
+    answer = enriched.enrichment.answer
+    assert set(answer) == {"vendor_name", "invoice_date", "total_amount", "currency",
+                           "line_items", "payment_due"}  # fmt: skip
+    assert all(set(item) == {"description", "quantity", "unit_price", "amount"}
+               for item in answer["line_items"])  # fmt: skip

@@ -97,3 +97,26 @@ def test_cost_estimate_cli(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "one call per event" in out
     assert "8.50" in out
+
+
+def test_cost_estimate_for_a_configured_route(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--route``: the handler's own prompt, schema and answer size, the configured
+    batch size; an unknown route or a handler without a model is named in the error."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[routes]]\nname = "reviews"\ninput_topics = ["r"]\noutput_topic = "o"\n'
+        'handler = "sentiment"\n'
+        '[[routes]]\nname = "raw"\ninput_topics = ["x"]\noutput_topic = "y"\nhandler = "echo"\n'
+    )
+    args = ["cost", "estimate", "-c", str(config), "--per-day", "100000",
+            "--content-tokens", "300"]  # fmt: skip
+    assert cli.main([*args, "--route", "reviews"]) == cli.EXIT_OK
+    head = capsys.readouterr().out.splitlines()[0]
+    static = int(head.split(" content + ")[1].split()[0])
+    assert static > 1024  # the sentiment prompt is long enough for the prefix cache
+    assert cli.main([*args, "--route", "raw"]) == cli.EXIT_CONFIG
+    assert "calls no model" in capsys.readouterr().err
+    assert cli.main([*args, "--route", "nope"]) == cli.EXIT_CONFIG
+    assert "configured: reviews, raw" in capsys.readouterr().err
