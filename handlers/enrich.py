@@ -31,7 +31,7 @@ class EnrichOptions(HandlerOptions):
     """Options every enriching handler takes (``[routes.options]``)."""
 
     raw_text: bool = Field(
-        True, description="accept values that are not JSON objects as the text itself"
+        False, description="also accept values that are not JSON objects: the text itself"
     )
     redact: tuple[str, ...] = Field(
         tuple(sorted(ALL_KINDS)), description="PII kinds replaced before the model call"

@@ -51,7 +51,7 @@ class Review(_Event):
 
     review_id: str | int | None = Field(None, validation_alias=AliasChoices("review_id", "id"))
     product_id: str | int | None = None
-    author: str | None = None
+    author: str | dict[str, Any] | None = None  # a name, or an object with id and name
     rating: float | None = Field(None, ge=0, le=10)
     title: str | None = None
     body: str = Field(
@@ -68,7 +68,7 @@ class Post(_Event):
     """A user-generated post or comment."""
 
     post_id: str | int | None = Field(None, validation_alias=AliasChoices("post_id", "id"))
-    author: str | None = None
+    author: str | dict[str, Any] | None = None  # a name, or an object with id and name
     body: str = Field(
         min_length=1, validation_alias=AliasChoices("text", "body", "content", "comment")
     )

@@ -1,7 +1,8 @@
 """``sluicegate demo``: topics, sample traffic and the processor on a local broker.
 
 The sample events ship with the package (``stream/samples``), so the demo needs nothing
-but a broker: ``make demo`` starts the local one first.
+but a broker: ``make demo`` starts the local one first. The model is the configured one
+(``OPENAI_API_KEY``), else the simulator, started in-process: no key, no cost.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import asyncio
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 
 from schemas.dlq import DlqEnvelope
+from schemas.enriched import Alert, EnrichedEvent
 from stream.config import KafkaSettings, Ordering, Settings, load
 from stream.kafka.admin import check_reachable, ensure_topics
+from stream.model.endpoint import model_service
+from stream.model.service import ModelService
 from stream.processor import Processor
 from stream.stats import Stats
 
@@ -30,14 +34,16 @@ class SampleStream:
     topic: str
     key_field: str | None
     ordering: Ordering
-    accept: Literal["json", "text"]
+    handler: str
+    options: dict[str, Any]
 
 
 SAMPLES = (
-    SampleStream("logs.txt", "demo.logs", None, "partition", "text"),
-    SampleStream("reviews.jsonl", "demo.reviews", "product_id", "key", "json"),
-    SampleStream("posts.jsonl", "demo.posts", "community", "unordered", "json"),
-)
+    SampleStream("logs.txt", "demo.logs", None, "partition", "echo", {"accept": "text"}),
+    SampleStream("reviews.jsonl", "demo.reviews", "product_id", "key", "sentiment", {}),
+    SampleStream("posts.jsonl", "demo.posts", "community", "unordered", "moderation",
+                 {"policy": ["spam", "self-promotion"]}),
+)  # fmt: skip
 PARTITIONS = 3
 
 
@@ -84,9 +90,8 @@ def demo_settings(base: Settings, kafka: KafkaSettings) -> Settings:
     """The demo's routes on the given cluster; a fresh group so every run starts over."""
     group = f"sluicegate-demo-{int(time.time())}"
     routes = [
-        {"name": s.topic.split(".")[1], "input_topics": [s.topic], "handler": "echo",
-         "output_topic": f"{s.topic}.enriched", "ordering": s.ordering,
-         "options": {"accept": s.accept}}
+        {"name": s.topic.split(".")[1], "input_topics": [s.topic], "handler": s.handler,
+         "output_topic": f"{s.topic}.enriched", "ordering": s.ordering, "options": s.options}
         for s in SAMPLES
     ]  # fmt: skip
     return Settings(
@@ -95,14 +100,24 @@ def demo_settings(base: Settings, kafka: KafkaSettings) -> Settings:
         processing={"commit_interval_ms": 200},
         dlq=base.dlq,
         alerts=base.alerts,
+        model=base.model,
+        budget=base.budget,
         metrics={"enabled": False},
         log={"level": "WARNING", "format": "console"},
     )
 
 
-async def process(settings: Settings, expected: int, limit_s: float = 60.0) -> Stats:
+async def process(
+    settings: Settings, expected: int, limit_s: float = 60.0
+) -> tuple[Stats, ModelService]:
     """Run the processor until ``expected`` events are handled (or ``limit_s``)."""
-    processor = Processor(settings)
+    async with model_service(settings, latency_median_ms=300) as (service, where):
+        print(f"==> the model: {settings.model.model} via {where}")
+        processor = Processor(settings, model=service, pause_while=[service.should_pause])
+        return await _run(processor, expected, limit_s), service
+
+
+async def _run(processor: Processor, expected: int, limit_s: float) -> Stats:
     task = asyncio.create_task(processor.run())
     deadline = time.monotonic() + limit_s
     shown = -1
@@ -124,16 +139,45 @@ async def process(settings: Settings, expected: int, limit_s: float = 60.0) -> S
 def show_examples(kafka: KafkaSettings, dlq_topic: str) -> None:
     """One input beside its enriched output per route, and the DLQ's first record."""
     for stream in SAMPLES:
-        out = read_topic(kafka, f"{stream.topic}.enriched", 1)
+        out = read_topic(kafka, f"{stream.topic}.enriched", 3)
         if out:
-            print(f"\n  {stream.topic} -> {stream.topic}.enriched")
-            print(f"    out: {(out[0].value() or b'').decode(errors='replace')[:300]}")
+            print(f"\n  {stream.topic} -> {stream.topic}.enriched ({stream.handler})")
+        for message in out:
+            print(f"    {_summary(message.value() or b'')}")
     dead = read_topic(kafka, dlq_topic, 1)
     if dead:
         envelope = DlqEnvelope.from_json(dead[0].value() or b"")
         print(f"\n  {dlq_topic}: {envelope.where} {envelope.error_class} ({envelope.stage}): "
               f"{envelope.error_message}")  # fmt: skip
         print(f"    original bytes kept: {(envelope.value or b'')[:80]!r}")
+
+
+def show_alerts(kafka: KafkaSettings, topic: str) -> None:
+    alerts = [Alert.model_validate_json(m.value() or b"") for m in read_topic(kafka, topic, 3)]
+    if alerts:
+        print(f"\n  {topic}:")
+    for alert in alerts:
+        print(f"    {alert.source}: {alert.reason} -> {str(alert.enriched.event)[:90]}")
+
+
+def _summary(value: bytes) -> str:
+    """One line per enriched event: what answered, the answer, what it cost."""
+    try:
+        enriched = EnrichedEvent.model_validate_json(value)
+    except ValueError:
+        return value.decode(errors="replace")[:200]
+    e = enriched.enrichment
+    answer = {k: v for k, v in e.answer.items() if not isinstance(v, dict | list)}
+    return (f"[{e.tier:5} {e.source}] {answer} ${e.cost_usd:.6f} "
+            f"<- {str(enriched.event)[:60]}")  # fmt: skip
+
+
+def show_cost(service: ModelService) -> None:
+    print("\n  the cost meter:")
+    for (handler, route), t in sorted(service.meter.tallies.items()):
+        print(f"    {route:8} {handler:11} {t.events:3} events {t.calls:5.1f} calls "
+              f"{t.prompt:8,.0f} prompt ({t.cached:,.0f} cached) {t.completion:6,.0f} output "
+              f"tokens  ${t.usd:.6f}")  # fmt: skip
 
 
 def read_topic(kafka: KafkaSettings, topic: str, count: int) -> list[Message]:
@@ -168,7 +212,7 @@ def run_demo(bootstrap_servers: str | None, *, produce_only: bool = False) -> in
         return 0
     demo = demo_settings(settings, kafka)
     print(f"==> running the processor (group {demo.kafka.group_id}, at-least-once)")
-    stats = asyncio.run(process(demo, sum(counts.values())))
+    stats, service = asyncio.run(process(demo, sum(counts.values())))
     print(
         f"==> done: {stats.consumed} consumed, {stats.produced - stats.dead_lettered} enriched, "
         f"{stats.dead_lettered} dead-lettered to {settings.dlq.topic}, nothing lost"
@@ -176,10 +220,11 @@ def run_demo(bootstrap_servers: str | None, *, produce_only: bool = False) -> in
         else f"==> stopped early: {stats}"
     )
     show_examples(kafka, settings.dlq.topic)
+    show_alerts(kafka, settings.alerts.topic)
+    show_cost(service)
     print(
-        "\nThis build enriches with the built-in `echo` handler, which decodes each event and "
-        "adds a trace; the model-backed handlers (moderation, sentiment, log parsing) are not "
-        "part of it yet.\n"
+        "\nlocal = the free local tier answered; cache = an identical earlier event's answer; "
+        "otherwise the model id.\n"
         f"Inspect the DLQ:  sluicegate dlq inspect --topic {settings.dlq.topic}   "
         f"(with SLUICEGATE_KAFKA__BOOTSTRAP_SERVERS={kafka.bootstrap_servers})"
     )

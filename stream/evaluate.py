@@ -15,18 +15,16 @@ category code; Loghub ``<Sys>_2k.log_structured_corrected.csv`` for log parsing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import SecretStr
 
 from handlers.base import Handler, HandlerContext
 from handlers.registry import HANDLERS
@@ -34,6 +32,7 @@ from schemas.enriched import EnrichedEvent
 from schemas.errors import EventError
 from schemas.records import SourceRecord
 from stream.config import Settings
+from stream.model.endpoint import model_service
 from stream.model.service import ModelService
 
 # The moderation set's category codes and the taxonomy category each one scores.
@@ -99,30 +98,6 @@ def read_moderation(path: Path, limit: int | None) -> list[Row]:
 
 
 # -- running a handler --------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def model_service(settings: Settings) -> AsyncIterator[tuple[ModelService, str]]:
-    """The configured model, or the simulator when no endpoint is configured."""
-    if settings.model.api_key is not None or settings.model.base_url is not None:
-        service = ModelService(settings)
-        try:
-            yield service, settings.model.base_url or "the OpenAI API"
-        finally:
-            await service.aclose()
-        return
-    from stream.simulator.server import running_simulator  # noqa: PLC0415
-    from stream.simulator.settings import SimulatorSettings  # noqa: PLC0415
-
-    sim = SimulatorSettings(port=0, latency_median_ms=50, rpm=0, tpm=0, seed=7)
-    async with running_simulator(sim) as url:
-        key = SecretStr("simulator")
-        model = settings.model.model_copy(update={"base_url": url, "api_key": key})
-        service = ModelService(settings.model_copy(update={"model": model}))
-        try:
-            yield service, "the simulator"
-        finally:
-            await service.aclose()
 
 
 async def run_handler(

@@ -235,7 +235,7 @@ async def test_declared_task_refuses_bad_schemas(
 async def test_bad_input_is_a_bad_input_error(
     model: ModelService, value: bytes, message: str
 ) -> None:
-    handler = build("sentiment", model)
+    handler = build("sentiment", model, raw_text=True)
     with pytest.raises(BadInput, match=message):
         await handler.handle(record(value))
 
@@ -257,3 +257,10 @@ async def test_shipped_task_examples_run_as_declared(model: ModelService) -> Non
                            "line_items", "payment_due"}  # fmt: skip
     assert all(set(item) == {"description", "quantity", "unit_price", "amount"}
                for item in answer["line_items"])  # fmt: skip
+
+
+async def test_json_events_refuse_raw_text_unless_asked(model: ModelService) -> None:
+    """A review topic expects JSON: a truncated JSON record is bad input, not a text."""
+    handler = build("sentiment", model)
+    with pytest.raises(BadInput, match="not valid JSON"):
+        await handler.handle(record(b'{"text": "cut off'))
