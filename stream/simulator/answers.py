@@ -22,8 +22,13 @@ from stream.simulator.jsonschema import MAX_DEPTH, Schema, resolve
 Event = tuple[str, str]
 _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+_ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}T")
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _PROSE = {"summary", "reason", "reasoning", "rationale", "explanation", "description"}
+_TEMPLATE = {"template", "event_template", "log_template"}
+_COMPONENT = {"component", "service", "logger", "program"}
+_TIME = {"timestamp", "time", "ts", "datetime", "event_time", "logged_at"}
+_PARAMETERS = {"parameters", "params", "variables"}
 _FORMATS = {
     "date": "2025-01-01",
     "time": "00:00:00",
@@ -83,10 +88,38 @@ class Writer:
     def _array(self, schema: Schema, text: str, path: str, depth: int) -> list[Any]:
         low = int(schema.get("minItems", 0))
         high = int(schema.get("maxItems", max(low, 3)))
+        items = schema.get("items") or {}
+        name = labels.norm(path.rsplit(".", 1)[-1].split("[", maxsplit=1)[0])
+        if name in _PARAMETERS and depth < MAX_DEPTH:
+            bounds = (low, int(schema.get("maxItems", 64)))
+            return self._parameters(resolve(items, self.root), text, path, depth, bounds)
         count = low if depth >= MAX_DEPTH else 1 + int(oracle.stable_fraction(text, path) * 2)
         count = max(low, min(high, count))
-        items = schema.get("items") or {}
         return [self.value(items, text, f"{path}[{i}]", depth + 1) for i in range(count)]
+
+    def _parameters(
+        self, items: Schema, text: str, path: str, depth: int, bounds: tuple[int, int]
+    ) -> list[Any]:
+        """A log line's parameters: the values its template replaced by ``<*>``, as
+        ``{"name", "value"}`` objects (or plain strings), padded or cut to the bounds."""
+        found = oracle.log_line(text).parameters[: bounds[1]]
+        props: dict[str, Schema] = items.get("properties") or {}
+        out: list[Any] = []
+        for index, (name, value) in enumerate(found):
+            item_path = f"{path}[{index}]"
+            if items.get("type") == "string":
+                out.append(value)
+            elif "value" in props or "name" in props:
+                item = self.value(items, text, item_path, depth + 1)
+                for key, given in (("name", name), ("value", value)):
+                    if key in props and _takes_string(resolve(props[key], self.root)):
+                        item[key] = given
+                out.append(item)
+            else:
+                out.append(self.value(items, text, item_path, depth + 1))
+        while len(out) < bounds[0]:
+            out.append(self.value(items, text, f"{path}[{len(out)}]", depth + 1))
+        return out
 
     def _number(self, schema: Schema, kind: str, name: str, text: str, path: str) -> float | int:
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
@@ -112,9 +145,17 @@ class Writer:
 
     def _string(self, schema: Schema, name: str, text: str, path: str) -> str:
         fmt = schema.get("format")
-        if fmt == "date-time":
+        key = labels.norm(name)
+        if fmt == "date-time" or (key in _TIME and fmt is None):
             found = _TIMESTAMP.search(text)
-            out = found.group(0).replace(" ", "T") if found else "2025-01-01T00:00:00Z"
+            stamp = oracle.log_time(text)
+            if fmt == "date-time" and stamp is not None and not _ISO_START.match(stamp):
+                stamp = None  # a syslog stamp has no year: not a date-time
+            out = stamp or (found.group(0).replace(" ", "T") if found else "2025-01-01T00:00:00Z")
+        elif key in _TEMPLATE and fmt is None and "enum" not in schema:
+            out = oracle.log_line(text).template or phrase(text, path)
+        elif key in _COMPONENT and fmt is None:
+            out = oracle.log_line(text).component or "unknown"
         elif fmt == "uuid":
             out = str(uuid.UUID(int=int(oracle.stable_fraction(text, path) * 2**64)))
         elif fmt == "ipv4":
@@ -122,14 +163,21 @@ class Writer:
             out = ip.group(0) if ip else "192.0.2.1"
         elif fmt in _FORMATS:
             out = _FORMATS[fmt]
-        elif labels.norm(name) in {"language", "lang"}:
+        elif key in {"language", "lang"}:
             out = "en"
         else:
-            out = phrase(text, path, long=labels.norm(name) in _PROSE)
+            out = phrase(text, path, long=key in _PROSE)
         low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
         while len(out) < low:
             out += " " + out if out else "x"
         return out[: int(high)] if high is not None else out
+
+
+def _takes_string(schema: Schema) -> bool:
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    variants = schema.get("anyOf") or []
+    return "string" in kinds or any(v.get("type") == "string" for v in variants)
 
 
 def phrase(text: str, path: str, *, long: bool = False) -> str:
