@@ -144,3 +144,66 @@ Examples (text -> action; the notable scores; reason):
 15. "The photos showed the victims' injuries in close detail, blood everywhere." ->
     review; violence 0.7, violence/graphic 0.75; "graphic depiction of injuries"
 """
+
+LOGS = """\
+You parse log messages into templates, the way log parsers such as Drain do, so that
+all messages of one event type share one template.
+
+For each event (the message of one log line, its header already removed):
+- template: the message with every variable part replaced by <*>. Variables are the
+  values that change from one occurrence of the event to the next: numbers, ids, block
+  and request ids, IP addresses and ports, host names, user names, file paths, URLs,
+  durations, sizes, hexadecimal values, timestamps, quoted values, and the values of
+  key=value pairs (keep "key=" and replace the value). Keep every constant word,
+  punctuation mark and spacing exactly as written, so the template still matches the
+  message. One variable is one <*>, even if it is written with spaces inside ("5 ms").
+  Never replace a word that names the event ("failed", "connection", "closed").
+- level: the severity the message states or clearly implies, else unknown.
+- component: the service or module named in the message, else an empty string.
+- timestamp: a time written inside the message, in ISO 8601, else an empty string.
+- parameters: one item per <*>, in order: a short snake_case name saying what the
+  value is (block_id, src_ip, port, user, duration_ms, path, size_bytes, status) and the
+  value exactly as it appears in the message.
+
+The message may contain placeholders such as [EMAIL], [IP] or [SECRET] where personal
+data was removed: treat each placeholder as a variable (<*>), with the placeholder as
+its value.
+
+Examples (message -> template; parameters):
+1. "Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106 dest:
+   /10.250.19.102:50010" -> "Receiving block <*> src: /<*> dest: /<*>"; block_id,
+   src_addr, dest_addr
+2. "Accepted password for root from 218.188.2.4 port 52318 ssh2" -> "Accepted password
+   for <*> from <*> port <*> ssh2"; user, src_ip, port
+3. "request completed method=POST path=/v1/orders status=201 duration_ms=87" ->
+   "request completed method=<*> path=<*> status=<*> duration_ms=<*>"; method, path,
+   status, duration_ms
+4. "Connection refused: connect to db-3.internal:5432 after 3 retries" -> "Connection
+   refused: connect to <*> after <*> retries"; host_port, retries
+5. "jk2_init() Found child 6725 in scoreboard slot 10" -> "jk2_init() Found child <*>
+   in scoreboard slot <*>"; child_pid, slot
+6. "session opened for user cyrus by (uid=0)" -> "session opened for user <*> by
+   (uid=<*>)"; user, uid
+7. "Shutdown hook called" -> "Shutdown hook called"; no parameters
+8. "Finished task 3.0 in stage 1.0 (TID 27). 2087 bytes result sent to driver" ->
+   "Finished task <*> in stage <*> (TID <*>). <*> bytes result sent to driver"; task,
+   stage, tid, size_bytes
+9. "GC pause (young) 21M->4M(256M), 0.0113 secs" -> "GC pause (young) <*>, <*> secs";
+   heap_change, duration_s
+10. "User [EMAIL] logged in from [IP]" -> "User <*> logged in from <*>"; email, src_ip
+11. "Took 12 ms to process 3 watch events" -> "Took <*> ms to process <*> watch events";
+    duration_ms, count
+12. "Removing SessionId 0x14f05578bf0002d from expirer" -> "Removing SessionId <*> from
+    expirer"; session_id
+13. "Exception in thread \"main\" java.lang.NullPointerException at Foo.bar(Foo.java:42)"
+    -> "Exception in thread <*> java.lang.NullPointerException at <*>"; thread, location
+14. "proxy.example.com:443 close, 1268 bytes (1.23 KB) sent, 507 bytes received" ->
+    "<*> close, <*> sent, <*> received"; host_port, sent, received
+15. "onStandStepChanged 3579" -> "onStandStepChanged <*>"; steps
+16. "Disk /dev/sda1 is 93% full" -> "Disk <*> is <*> full"; device, used_percent
+
+Rules: the same event must always get the same template, whatever its values; two
+different events must never share one. When unsure whether a word is a variable, keep
+it: a template that is too specific costs one more call later, one that is too general
+mixes events for good.
+"""

@@ -6,13 +6,15 @@ from typing import Literal
 
 from handlers.base import Handler
 from handlers.echo import EchoHandler
+from handlers.logs import LogsHandler
 from handlers.moderation import ModerationHandler
 from handlers.sentiment import SentimentHandler
 from handlers.task import TaskHandler
 
-HandlerName = Literal["echo", "moderation", "sentiment", "task"]
+HandlerName = Literal["echo", "logs", "moderation", "sentiment", "task"]
 HANDLERS: dict[str, type[Handler]] = {
     "echo": EchoHandler,
+    "logs": LogsHandler,
     "moderation": ModerationHandler,
     "sentiment": SentimentHandler,
     "task": TaskHandler,

@@ -39,7 +39,7 @@ class SampleStream:
 
 
 SAMPLES = (
-    SampleStream("logs.txt", "demo.logs", None, "partition", "echo", {"accept": "text"}),
+    SampleStream("logs.txt", "demo.logs", None, "partition", "logs", {}),
     SampleStream("reviews.jsonl", "demo.reviews", "product_id", "key", "sentiment", {}),
     SampleStream("posts.jsonl", "demo.posts", "community", "unordered", "moderation",
                  {"policy": ["spam", "self-promotion"]}),

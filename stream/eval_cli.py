@@ -35,11 +35,11 @@ answers. Point `sluicegate eval` at the real API (`OPENAI_API_KEY`) to measure n
 def add_eval_command(sub: Any) -> None:
     ev = sub.add_parser("eval", help="measure a handler on a labelled file (see EVAL.md)")
     ev.add_argument(
-        "target", metavar="HANDLER", choices=["sentiment", "moderation"],
-        help="sentiment or moderation",
+        "target", metavar="HANDLER", choices=["sentiment", "moderation", "logs"],
+        help="sentiment, moderation or logs",
     )  # fmt: skip
     ev.add_argument("--data", type=Path, required=True, action="append",
-                    help="labelled file (repeatable; logs: Loghub *_structured*.csv)")  # fmt: skip
+                    help="labelled file (repeatable); logs: Loghub folder or csv")  # fmt: skip
     ev.add_argument("-c", "--config", type=Path, default=None, help="config (model, prices)")
     ev.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     ev.add_argument("--write", type=Path, default=None, help="put the table into this file")
@@ -56,10 +56,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     sections = []
     for path in args.data:
         try:
-            results, where = asyncio.run(
-                evaluate.evaluate(args.target, path, settings, limit=args.limit)
-            )
-            text = evaluate.report(args.target, path, results, where)
+            if args.target == "logs":
+                text = asyncio.run(evaluate.report_logs(path, settings, limit=args.limit))
+            else:
+                results, where = asyncio.run(
+                    evaluate.evaluate(args.target, path, settings, limit=args.limit)
+                )
+                text = evaluate.report(args.target, path, results, where)
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"--data {path}: cannot evaluate {args.target}: {exc}") from None
         print(text)

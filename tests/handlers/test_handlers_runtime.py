@@ -27,6 +27,11 @@ REVIEWS = [
     "Third time asking: the charger STILL doesn't work, nobody answers.",
     "Is this better than the older model?",
 ]
+LOGS = [
+    "2026-11-24 09:00:{0:02d},000 INFO  api: request {0} served in {0}5 ms",
+    "2026-11-24 09:00:{0:02d},100 ERROR db: query {0} timed out after 30{0} ms",
+    "2026-11-24 09:00:{0:02d},200 WARN  cache: evicted {0}00 keys",
+]
 POSTS = [
     "Lovely weather for a walk by the river.",
     "You are a worthless idiot and a pathetic loser, shut up.",
@@ -38,8 +43,8 @@ POSTS = [
 async def test_sentiment_and_moderation_routes_end_to_end(
     kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
 ) -> None:
-    reviews, posts = make_topic("reviews", 2), make_topic("posts", 2)
-    out_r, out_p = make_topic("reviews-out"), make_topic("posts-out")
+    reviews, posts, logs = make_topic("reviews", 2), make_topic("posts", 2), make_topic("logs")
+    out_r, out_p, out_l = make_topic("reviews-out"), make_topic("posts-out"), make_topic("logs-out")
     dlq, alerts = make_topic("dlq"), make_topic("alerts")
     n = 24
     produce(kafka.bootstrap_servers, reviews,
@@ -50,12 +55,17 @@ async def test_sentiment_and_moderation_routes_end_to_end(
         posts,
         [(b"%d" % i, orjson.dumps({"post_id": i, "text": POSTS[i % 4]})) for i in range(n)],
     )
+    produce(
+        kafka.bootstrap_servers, logs, [(None, LOGS[i % 3].format(i).encode()) for i in range(n)]
+    )
     settings = settings_for(
         kafka,
         [{"name": "reviews", "input_topics": [reviews], "output_topic": out_r,
           "handler": "sentiment", "ordering": "unordered"},
          {"name": "posts", "input_topics": [posts], "output_topic": out_p,
-          "handler": "moderation", "ordering": "key", "options": {"policy": ["spam"]}}],
+          "handler": "moderation", "ordering": "key", "options": {"policy": ["spam"]}},
+         {"name": "logs", "input_topics": [logs], "output_topic": out_l,
+          "handler": "logs", "ordering": "partition"}],
         dlq={"topic": dlq, "max_consecutive": 100, "max_ratio": 1.0},
         alerts={"topic": alerts},
         model={"base_url": simulator, "api_key": "sim", "batch_wait_ms": 2},
@@ -63,21 +73,21 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     service = ModelService(settings)
     processor = Processor(settings, model=service, pause_while=[service.should_pause])
     try:
-        await run_until(processor, all_handled(2 * n + 1), limit_s=90)
+        await run_until(processor, all_handled(3 * n + 1), limit_s=90)
     finally:
         await service.aclose()
 
     enriched = {}
-    for topic in (out_r, out_p):
+    for topic in (out_r, out_p, out_l):
         for rec in consume(kafka.bootstrap_servers, topic, None, idle_s=2):
             enriched[source_of(rec)] = EnrichedEvent.model_validate_json(rec.value or b"")
     (dead,) = consume(kafka.bootstrap_servers, dlq, 1)
     envelope = DlqEnvelope.model_validate_json(dead.value or b"")
     assert envelope.value == b"\xff not utf-8"
     assert envelope.stage == "decode"
-    assert len(enriched) == 2 * n  # every other offset became an enriched event
+    assert len(enriched) == 3 * n  # every other offset became an enriched event
 
-    by_route: dict[str, list[EnrichedEvent]] = {"reviews": [], "posts": []}
+    by_route: dict[str, list[EnrichedEvent]] = {"reviews": [], "posts": [], "logs": []}
     for event in enriched.values():
         by_route[event.enrichment.route].append(event)
     tiers = {e.enrichment.tier for e in by_route["reviews"]}
@@ -93,3 +103,7 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     assert {a.source for a in published} == {f"{t}[{p}]@{o}" for (t, p, o), _ in violating}
     assert all(a.reason == "moderation: violates" for a in published)
     assert service.meter.tallies  # model calls were metered per handler and route
+    templates = {e.enrichment.answer["template_id"] for e in by_route["logs"]}
+    assert len(templates) == 3
+    model_answered = [e for e in by_route["logs"] if e.enrichment.tier == "model"]
+    assert len(model_answered) == 3  # once per template; the other lines answered locally

@@ -1,0 +1,202 @@
+"""``logs``: log lines to templates, named parameters, level, component, time and an
+error signature; the model is asked once per new template, not once per line.
+
+The header (timestamp, level, component) is parsed locally (a configured format, else
+detection). The message goes to the template miner: a known template answers at once
+(source=local), and so does a line of a known cluster that differs only in values.
+A new kind of line goes to the model, which names the variables; concurrent lines of
+that cluster wait for the one call instead of making their own, then match the learned
+template. If the model's answer is unusable (invalid after repair, a refusal), the
+line's masked form becomes the template: a log line never goes to the DLQ for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any, ClassVar, cast
+
+from pydantic import Field
+
+from handlers import prompts
+from handlers.enrich import Answer, EnrichingHandler, EnrichOptions
+from handlers.logtemplates import (
+    HeaderParser,
+    Match,
+    MinerConfig,
+    Miss,
+    TemplateMiner,
+    error_signature,
+    level_name,
+)
+from handlers.model import Reply, Task
+from handlers.redact import PLACEHOLDERS
+from schemas.errors import EventError, SluicegateError
+from schemas.events import LogEvent, _Event
+from schemas.outputs import LogAnswer
+from schemas.records import SourceRecord
+
+TASK = Task(name="logs", instructions=prompts.LOGS, output=LogAnswer)
+
+
+class LogOptions(EnrichOptions):
+    raw_text: bool = Field(True, description="raw log lines (the usual case) are accepted")
+    # IP addresses and phone-like numbers in logs are mostly infrastructure (hosts, ports,
+    # ids); hiding them would change the templates. Add "ip" where they identify people.
+    redact: tuple[str, ...] = ("secret", "email", "card")
+    log_format: str | None = Field(
+        None,
+        description="a built-in format's name (hdfs, syslog, log4j...) or a format string "
+        "such as '<Timestamp> <Level> <Component>: <Content>'; unset: detected per line",
+    )
+    max_templates: int = Field(10_000, ge=10, description="templates kept (LRU)")
+    alert_on: tuple[str, ...] | None = Field(
+        None, description="levels that also go to the alerts topic; default: critical"
+    )
+
+
+class LogsHandler(EnrichingHandler):
+    name = "logs"
+    Options = LogOptions
+    options: LogOptions
+    kind = LogEvent
+    default_threshold: ClassVar[float | None] = 1.0  # the template store is exact
+    default_alerts: ClassVar[tuple[str, ...]] = ("critical",)
+    local_answers_now = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fmt = self.options.log_format
+        self.parser = HeaderParser.from_spec(fmt) if fmt else HeaderParser()
+        self.miner = TemplateMiner(MinerConfig(max_templates=self.options.max_templates))
+        self._asking: dict[int, asyncio.Future[None]] = {}  # cluster -> the call under way
+        # What the model said of a template that its later lines, answered locally, reuse:
+        # template id -> (parameter names, level, component).
+        self._learned: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {}
+        self.model_calls = 0
+
+    def make_task(self) -> Task:
+        return TASK
+
+    def alert_reason(self, answer: Answer) -> str | None:
+        level = answer.fields.get("level")
+        return f"logs: {level}" if level in self.alert_labels else None
+
+    def try_now(self, record: SourceRecord) -> Any:
+        started = time.perf_counter()
+        original, event = self.decode(record)
+        header = self._header(event)
+        hit = self.miner.match(header["content"])
+        if hit is None:
+            return None
+        return self._local(record, original, self._answer(header, hit), started)
+
+    async def handle(self, record: SourceRecord) -> Any:
+        started = time.perf_counter()
+        original, event = self.decode(record)
+        header = self._header(event)
+        content = header["content"]
+        found = self.miner.lookup(content)
+        while isinstance(found, Miss) and found.cluster in self._asking:
+            await asyncio.shield(self._asking[found.cluster])  # one call per new cluster
+            found = self.miner.lookup(content)
+        if isinstance(found, Match):
+            return self._local(record, original, self._answer(header, found), started)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._asking[found.cluster] = done
+        try:
+            redacted = self.redactor.redact(content)
+            reply = await self._ask(redacted.text)
+        finally:
+            del self._asking[found.cluster]
+            done.set_result(None)
+        if reply is None:  # the model's answer was unusable: the masked line stands in
+            hit = self.miner.learn(content, None, found.cluster)
+            return self._local(record, original, self._answer(header, hit), started)
+        output = LogAnswer.model_validate(reply.output.model_dump())
+        template = output.template
+        for placeholder in PLACEHOLDERS.values():  # redacted values are variables too
+            template = template.replace(placeholder, "<*>")
+        hit = self.miner.learn(content, template, found.cluster)
+        names = tuple(p.name for p in output.parameters)
+        level = None if output.level.value == "unknown" else output.level.value
+        component = output.component if output.component not in {"", "unknown"} else None
+        self._learned[hit.template_id] = (names, level, component)
+        if len(self._learned) > 2 * self.options.max_templates:  # forget the oldest
+            del self._learned[next(iter(self._learned))]
+        answer = self._answer(header, hit)
+        return self._wrap(
+            record,
+            original,
+            answer,
+            reply=reply,
+            started=started,
+            redactions=redacted.counts,
+            escalated=False,
+        )
+
+    async def _ask(self, text: str) -> Reply | None:
+        model = self.context.require_model(self.name)
+        self.model_calls += 1
+        try:
+            return await model.ask(TASK, text, route=self.context.route, batch=self.options.batch)
+        except EventError:
+            return None  # invalid after the repair attempt, or refused
+        except SluicegateError as exc:
+            if getattr(exc, "local_only", False):
+                return None  # the budget is spent: local templates only
+            raise
+
+    def _header(self, decoded: _Event) -> dict[str, Any]:
+        """The line's parts: the shipper's fields first, then what the header says."""
+        event = cast("LogEvent", decoded)  # ``kind`` is LogEvent
+        parsed = self.parser.parse(event.message)
+        return {
+            "content": parsed.content or event.message.strip(),
+            "timestamp": event.timestamp or parsed.timestamp,
+            "level": _level(event.level) or parsed.level,
+            "component": event.service or parsed.component,
+        }
+
+    def _answer(self, header: dict[str, Any], hit: Match) -> Answer:
+        names, level, component = self._learned.get(hit.template_id, ((), None, None))
+        if len(names) != len(hit.params):  # widened since, or learned locally
+            names = slot_names(hit.template)
+        params: dict[str, str] = {}
+        for name, value in zip(names, hit.params, strict=True):
+            key, n = name, 2
+            while key in params:
+                key, n = f"{name}_{n}", n + 1
+            params[key] = value
+        level = header["level"] or level or "unknown"
+        fields = {
+            "template": hit.template,
+            "template_id": hit.template_id,
+            "template_source": hit.source,
+            "parameters": params,
+            "level": level,
+            "component": header["component"] or component,
+            "timestamp": header["timestamp"],
+            "error_signature": error_signature(hit.template) if level in _ERRORS else None,
+        }
+        return Answer(fields, 1.0 if hit.source != "model" else None)
+
+
+_SLOT = re.compile(r"(?:([A-Za-z_][\w.-]*)\s*[=:]\s*|([A-Za-z][\w-]*)\W{0,2}\s+)?<\*>")
+
+
+def slot_names(template: str) -> tuple[str, ...]:
+    """A name per ``<*>``: the key of ``key=<*>``, else the word before it, else ``p<n>``."""
+    names = []
+    for n, found in enumerate(_SLOT.finditer(template), 1):
+        word = found.group(1) or found.group(2)
+        names.append(word.lower().replace("-", "_").replace(".", "_") if word else f"p{n}")
+    return tuple(names)
+
+
+_ERRORS = frozenset({"warning", "error", "critical"})
+
+
+def _level(raw: str | None) -> str | None:
+    return level_name(raw) if raw else None
