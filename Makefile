@@ -41,6 +41,8 @@ typecheck: install ## mypy --strict over the code and the tests
 
 bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.framework_overhead --write BENCHMARKS.md
+	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
+	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
 
 demo: install kafka-fetch ## the whole story on a local broker, no API key needed
 	@$(PYTHON) -m ops.kafka up

@@ -1,13 +1,18 @@
 """Adaptive concurrency: as many calls in flight as the endpoint absorbs, no more.
 
 AIMD, as TCP does: every success adds ``1 / limit`` (about one more slot per round of
-calls); a 429, a timeout, or latency far above the best seen cuts the limit by
-``backoff``. The limit stays between ``floor`` and ``ceiling``.
+calls); a 429, a timeout, or latency far above the median of the recent calls cuts the
+limit by ``backoff``. The limit stays between ``floor`` and ``ceiling``.
+
+The median, not the best latency seen: answer times spread widely (they grow with the
+answer's length, and vary from call to call anyway), and against the fastest call ever
+seen about half of all normal calls would look slow and hold the limit near the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections import deque
 
 
@@ -20,6 +25,7 @@ class AimdLimit:
         initial: int = 8,
         backoff: float = 0.7,
         latency_tolerance: float = 3.0,
+        latency_window: int = 100,
     ) -> None:
         self.floor, self.ceiling = floor, ceiling
         self.limit = float(min(max(initial, floor), ceiling))
@@ -27,7 +33,7 @@ class AimdLimit:
         self.latency_tolerance = latency_tolerance
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._best_latency: float | None = None
+        self._latencies: deque[float] = deque(maxlen=latency_window)  # recent successes
 
     async def acquire(self) -> None:
         """Wait for a free slot (first come, first served)."""
@@ -51,9 +57,9 @@ class AimdLimit:
         self.in_flight -= 1
         slow = False
         if latency is not None and not overloaded:
-            best = self._best_latency
-            self._best_latency = latency if best is None else min(best, latency)
-            slow = best is not None and latency > best * self.latency_tolerance
+            recent = self._latencies
+            slow = bool(recent) and latency > statistics.median(recent) * self.latency_tolerance
+            recent.append(latency)
         if overloaded or slow:
             self.limit = max(self.floor, self.limit * self.backoff)
         else:

@@ -11,17 +11,19 @@ from pathlib import Path
 
 import confluent_kafka
 
-START = "<!-- framework-overhead:start -->"
-END = "<!-- framework-overhead:end -->"
+# The section a benchmark owns is between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``.
+DEFAULT_SECTION = "framework-overhead"
 
 INTRO = """\
 # Benchmarks
 
 Produced by `make bench`. Each benchmark runs every variant it compares side by side, in
-one run, against one Kafka broker, interleaving the variants round after round, and
-reports medians. The absolute numbers belong to the machine that measured them (a shared
-2-core machine, with the broker running on the same machine and competing for the same
-cores); the **ratios** between variants measured together are what to compare over time.
+one run: the Kafka benchmark against one broker, interleaving the variants round after
+round and reporting medians; the model benchmarks against the OpenAI simulator
+(`stream/simulator`) in a process of its own. The absolute numbers belong to the machine
+that measured them (a shared 2-core machine, with the broker or the simulator running on
+the same machine and competing for the same cores); the **ratios** between variants
+measured together are what to compare over time.
 """
 
 
@@ -39,8 +41,8 @@ class Variant:
         return statistics.median(self.rates)
 
 
-def machine(kafka: str) -> str:
-    """One line saying what measured: CPUs, Python, client and broker versions."""
+def host() -> str:
+    """CPUs, operating system and Python of the machine that measured."""
     cpus = len(os.sched_getaffinity(0))
     model = ""
     try:
@@ -52,7 +54,14 @@ def machine(kafka: str) -> str:
         pass
     return (
         f"{cpus} CPUs{model}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def machine(kafka: str) -> str:
+    """One line saying what measured: CPUs, Python, client and broker versions."""
+    return (
+        f"{host()}, "
         f"confluent-kafka {importlib.metadata.version('confluent-kafka')} "
         f"(librdkafka {confluent_kafka.libversion()[0]}), {kafka}"
     )
@@ -74,14 +83,15 @@ def table(variants: list[Variant]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between the markers in ``path`` (created with an intro if missing),
-    replacing what was there; anything outside the markers is kept."""
-    block = f"{START}\n{section.rstrip()}\n{END}"
+def write_section(path: Path, section: str, name: str = DEFAULT_SECTION) -> None:
+    """Put ``section`` between the markers of ``name`` in ``path`` (created with an intro
+    if missing), replacing what was there; anything outside the markers is kept."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else INTRO
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
