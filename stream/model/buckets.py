@@ -2,28 +2,17 @@
 
 A token bucket refills continuously at ``per_minute / 60`` per second up to one minute's
 worth. Calls take their estimate before they start, give back the difference when the
-response's ``usage`` is known, and the server's ``x-ratelimit-remaining-*`` /
-``x-ratelimit-reset-*`` headers pull the bucket down to what the server says is left, so
-several replicas sharing one account stay under its limit.
+response's ``usage`` is known, and the server's ``x-ratelimit-remaining-*`` headers
+pull the bucket down to what the server says is left, so several replicas sharing one
+account stay under its limit.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 
 Clock = Callable[[], float]
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_reset(text: str) -> float | None:
-    """OpenAI's reset durations ("1s", "6m0s", "120ms", "0.5s") in seconds."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        return None
-    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 class TokenBucket:
@@ -68,15 +57,15 @@ class TokenBucket:
             self._refill()
             self._level = min(self.per_minute, self._level + amount)
 
-    def sync(self, remaining: float, reset_s: float | None) -> None:
-        """Believe the server: never think more is left than it says."""
+    def sync(self, remaining: float) -> None:
+        """Believe the server: never think more is left than it says. Its
+        ``x-ratelimit-reset-*`` is the time until its bucket is *full* again, which a
+        continuous refill already implies, so only the remaining count matters: an empty
+        bucket lets the next call go after one refill step, not after the full reset."""
         if self.unlimited:
             return
         self._refill()
         self._level = min(self._level, remaining)
-        if reset_s is not None and remaining <= 0:
-            # Empty until the server's reset: make the refill reach 1 unit by then.
-            self._level = min(self._level, 1 - reset_s * self.per_minute / 60)
 
 
 class RateBudget:
@@ -106,5 +95,4 @@ class RateBudget:
                 left = float(remaining)
             except ValueError:
                 continue
-            reset = headers.get(f"x-ratelimit-reset-{kind}")
-            bucket.sync(left, parse_reset(reset) if reset else None)
+            bucket.sync(left)

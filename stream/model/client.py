@@ -323,7 +323,11 @@ class ModelClient:
                 return await self._limited_call(task, messages, response_format, estimate, usage)
             if isinstance(mapped, ModelRateLimited):
                 self.rate_limited += 1
-                self.budget.requests.sync(0, mapped.retry_after)
+                # The 429 says which bucket is short; without headers, assume requests.
+                headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
+                if not any(h.startswith("x-ratelimit-remaining-") for h in headers):
+                    headers = {"x-ratelimit-remaining-requests": "0"}
+                self.budget.sync_headers(headers)
             if mapped.retriable:
                 self.breaker.record(ok=False)
             raise mapped from None
