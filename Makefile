@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck format bench demo kafka-up kafka-down kafka-status kafka-fetch lock clean
+.PHONY: help install test lint typecheck format bench eval schemas demo kafka-up kafka-down kafka-status kafka-fetch lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,17 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.framework_overhead --write BENCHMARKS.md
 	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
+
+DATA ?= ../shared/datasets
+EVAL := $(VENV)/bin/sluicegate eval
+eval: install ## measure the handlers on labelled data ($(DATA)); results into EVAL.md
+	@test -d $(DATA) || { echo "no labelled data at $(DATA) (set DATA=...)"; exit 1; }
+	$(EVAL) sentiment --data $(DATA)/sentiment/yelp2_test.csv --data $(DATA)/sentiment/imdb_test.csv --write EVAL.md
+	$(EVAL) moderation --data $(DATA)/moderation/samples-1680.jsonl --write EVAL.md
+	$(EVAL) logs --data $(DATA)/logs --write EVAL.md
+
+schemas: install ## rewrite the JSON Schema files in schemas/json from the models
+	$(PY) -m schemas.export
 
 demo: install kafka-fetch ## the whole story on a local broker, no API key needed
 	@$(PYTHON) -m ops.kafka up

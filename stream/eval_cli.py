@@ -59,10 +59,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             if args.target == "logs":
                 text = asyncio.run(evaluate.report_logs(path, settings, limit=args.limit))
             else:
-                results, where = asyncio.run(
+                result = asyncio.run(
                     evaluate.evaluate(args.target, path, settings, limit=args.limit)
                 )
-                text = evaluate.report(args.target, path, results, where)
+                text = evaluate.report(args.target, path, result)
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"--data {path}: cannot evaluate {args.target}: {exc}") from None
         print(text)

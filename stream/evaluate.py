@@ -192,16 +192,17 @@ def score_sentiment(rows: Sequence[Row], run: Run) -> dict[str, float]:
     return out
 
 
+def moderation_flagged(row: Row, event: EnrichedEvent | None) -> tuple[bool | None, bool]:
+    """(predicted flagged, labelled flagged): flagged is any action but safe."""
+    actual = any(v == 1 for v in row.labels.values())
+    return (None if event is None else event.enrichment.answer["action"] != "safe"), actual
+
+
 def score_moderation(rows: Sequence[Row], run: Run) -> dict[str, float]:
     out: dict[str, float] = {}
-    flagged = []
-    for row, event in zip(rows, run.events, strict=True):
-        if event is None:
-            continue
-        any_label = any(v == 1 for v in row.labels.values())
-        flagged.append((event.enrichment.answer["action"] != "safe", any_label))
-    out["accuracy_flagged"] = sum(p == a for p, a in flagged) / max(1, len(flagged))
-    out["f1_flagged"] = f1(flagged)[2]
+    flagged = [moderation_flagged(r, e) for r, e in zip(rows, run.events, strict=True)]
+    out["accuracy_flagged"] = sum(p == a for p, a in flagged) / len(rows)  # None is wrong
+    out["f1_flagged"] = f1((p is True, a) for p, a in flagged)[2]
     for code, category in MODERATION_CODES.items():
         pairs = [
             (e.enrichment.answer["categories"][category] >= 0.5, row.labels[code] == 1)
@@ -209,10 +210,30 @@ def score_moderation(rows: Sequence[Row], run: Run) -> dict[str, float]:
             if e is not None and code in row.labels
         ]
         out[f"f1_{category}"] = f1(pairs)[2]
-    local = [(p, a) for (p, a), e in zip(flagged, [e for e in run.events if e is not None],
-                                          strict=True) if e.enrichment.tier == "local"]  # fmt: skip
+    local = [p == a for (p, a), e in zip(flagged, run.events, strict=True)
+             if e is not None and e.enrichment.tier == "local"]  # fmt: skip
     out["local_coverage"] = len(local) / len(rows)
-    out["local_precision"] = sum(not a for _, a in local) / len(local) if local else 0.0
+    out["local_precision"] = sum(local) / len(local) if local else 0.0
+    return out
+
+
+def local_sweep(name: str, rows: Sequence[Row], run: Run) -> list[tuple[float, float, float]]:
+    """``(threshold, coverage, precision)`` of the local tier's answers at thresholds:
+    how the handler's default threshold was chosen."""
+    right: list[tuple[float, bool]] = []
+    for row, event in zip(rows, run.events, strict=True):
+        if event is None or event.enrichment.tier != "local":
+            continue
+        if name == "sentiment":
+            ok = sentiment_label(event) == row.labels["label"]
+        else:
+            predicted, actual = moderation_flagged(row, event)
+            ok = predicted == actual
+        right.append((event.enrichment.confidence or 0.0, ok))
+    out = []
+    for threshold in (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97):
+        kept = [ok for conf, ok in right if conf >= threshold]
+        out.append((threshold, len(kept) / len(rows), sum(kept) / len(kept) if kept else 0.0))
     return out
 
 
@@ -226,11 +247,20 @@ READERS: dict[str, Callable[[Path, int | None], list[Row]]] = {
 }
 
 
+@dataclass
+class Evaluation:
+    """The runs of one handler over one file, scored, and the local tier's sweep."""
+
+    runs: list[tuple[Run, dict[str, float]]]
+    sweep: list[tuple[float, float, float]]
+    where: str
+
+
 async def evaluate(
     name: str, path: Path, settings: Settings, *, limit: int | None = None,
     options: dict[str, Any] | None = None,
-) -> tuple[list[tuple[Run, dict[str, float]]], str]:  # fmt: skip
-    """Local tier alone, then the cascade: ``([(run, scores)...], model described)``."""
+) -> Evaluation:  # fmt: skip
+    """The local tier alone, the cascade, then the model alone, over the same rows."""
     rows = READERS[name](path, limit)
     if not rows:
         raise ValueError(f"{path}: no rows")
@@ -239,6 +269,7 @@ async def evaluate(
     alone = build(name, {**options, "local_threshold": 0.0}, None)
     run = await run_local_only(name, alone, rows)
     results.append((run, SCORERS[name](rows, run)))
+    sweep = local_sweep(name, rows, run)
     async with model_service(settings) as (service, where):
         cascade = build(name, options, service)
         run = await run_handler("cascade (local tier, then the model)", cascade, rows, service)
@@ -247,7 +278,7 @@ async def evaluate(
         service.cache.clear()
         run = await run_handler("model only", nolocal, rows, service)
         results.append((run, SCORERS[name](rows, run)))
-    return results, where
+    return Evaluation(results, sweep, where)
 
 
 class _NoModel:
@@ -303,15 +334,14 @@ def log_systems(path: Path) -> list[tuple[str, Path, Path]]:
     if path.is_file():
         system = path.name.split("_2k")[0]
         return [(system, path.with_name(f"{system}_2k.log"), path)]
-    folders = [path / s for s in LOG_SYSTEMS if (path / s).is_dir()] or [path]
     found = []
-    for folder in folders:
-        for csv_path in sorted(folder.glob("*_2k.log_structured_corrected.csv")):
-            system = csv_path.name.split("_2k")[0]
-            found.append((system, folder / f"{system}_2k.log", csv_path))
+    for csv_path in path.rglob("*_2k.log_structured_corrected.csv"):
+        system = csv_path.name.split("_2k")[0]
+        found.append((system, csv_path.with_name(f"{system}_2k.log"), csv_path))
     if not found:
         raise ValueError(f"no *_2k.log_structured_corrected.csv under {path}")
-    return found
+    order = {name: i for i, name in enumerate(LOG_SYSTEMS)}
+    return sorted(found, key=lambda f: (order.get(f[0], len(order)), f[0]))
 
 
 def _read_loghub(
@@ -385,6 +415,12 @@ async def report_logs(path: Path, settings: Settings, *, limit: int | None = Non
             f"| {avg([c.local_share for c in cascade]):.1%} "
             f"| {sum(c.prompt_tokens for c in cascade):,.0f} | {sum(c.usd for c in cascade):.4f} |"
         )
+        ga = avg([c.ga for c in cascade])
+        lines += ["", f"Target: grouping accuracy at least Drain's published 0.84 on average "
+                  f"({'met' if ga >= 0.84 else 'NOT met'}: {ga:.3f}) with model calls at most 1.2x "
+                  f"the distinct templates ({'met' if calls <= 1.2 * templates else 'NOT met'}: "
+                  f"{calls / templates:.2f}x). GA counts the template id each line was given "
+                  "when it was processed, as a consumer of the stream saw it."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -395,8 +431,9 @@ def avg(values: Sequence[float]) -> float:
 # -- the report ---------------------------------------------------------------------------
 
 
-def report(name: str, path: Path, results: list[tuple[Run, dict[str, float]]], where: str) -> str:
-    """A markdown table: quality, the local tier's share and what the model cost."""
+def report(name: str, path: Path, evaluation: Evaluation) -> str:
+    """Markdown tables: quality, the local tier's share and what the model cost."""
+    results, sweep, where = evaluation.runs, evaluation.sweep, evaluation.where
     keys = _quality_keys(name, results[0][1])
     head = ["run", *keys, "local coverage", "local precision", "model calls /1k",
             "prompt tok /1k", "cached tok /1k", "output tok /1k", "$ /1k"]  # fmt: skip
@@ -411,7 +448,7 @@ def report(name: str, path: Path, results: list[tuple[Run, dict[str, float]]], w
             run.name,
             *(f"{scores[k]:.3f}" for k in keys),
             f"{scores['local_coverage']:.1%}",
-            f"{scores['local_precision']:.3f}",
+            _share(scores["local_coverage"], scores["local_precision"]),
             f"{run.per_1000(run.calls):,.1f}",
             f"{run.per_1000(run.prompt_tokens):,.0f}",
             f"{run.per_1000(run.cached_tokens):,.0f}",
@@ -419,6 +456,12 @@ def report(name: str, path: Path, results: list[tuple[Run, dict[str, float]]], w
             f"{run.per_1000(run.usd):.4f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    default = getattr(HANDLERS[name], "default_threshold", None)
+    lines += ["", f"The local tier's precision by threshold (the default is {default}):", "",
+              "| threshold | " + " | ".join(f"{t:g}" for t, _, _ in sweep) + " |",
+              "|---" + "|---:" * len(sweep) + "|",
+              "| coverage | " + " | ".join(f"{c:.1%}" for _, c, _ in sweep) + " |",
+              "| precision | " + " | ".join(_share(c, p) for _, c, p in sweep) + " |"]  # fmt: skip
     if name == "moderation":
         lines += ["", "Per category F1 (rows labelled for that category only):", "",
                   "| run | " + " | ".join(MODERATION_CODES.values()) + " |",
@@ -427,6 +470,10 @@ def report(name: str, path: Path, results: list[tuple[Run, dict[str, float]]], w
             cells = [f"{scores['f1_' + c]:.3f}" for c in MODERATION_CODES.values()]
             lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _share(coverage: float, precision: float) -> str:
+    return f"{precision:.3f}" if coverage else "-"
 
 
 def _quality_keys(name: str, scores: dict[str, float]) -> list[str]:

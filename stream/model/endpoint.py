@@ -41,6 +41,6 @@ async def model_service(
         model = settings.model.model_copy(update={"base_url": url, "api_key": key})
         service = ModelService(settings.model_copy(update={"model": model}))
         try:
-            yield service, f"the simulator at {url}"
+            yield service, "the simulator"
         finally:
             await service.aclose()
