@@ -18,7 +18,7 @@ import pytest_asyncio
 from handlers.base import Handler, HandlerContext, Result
 from handlers.registry import HANDLERS
 from schemas.enriched import Alert, EnrichedEvent
-from schemas.errors import BadInput
+from schemas.errors import BadInput, SluicegateError
 from schemas.records import SourceRecord
 from stream.config import Settings, load
 from stream.model.service import ModelService
@@ -264,3 +264,26 @@ async def test_json_events_refuse_raw_text_unless_asked(model: ModelService) -> 
     handler = build("sentiment", model)
     with pytest.raises(BadInput, match="not valid JSON"):
         await handler.handle(record(b'{"text": "cut off'))
+
+
+async def test_spent_budget_under_local_only_answers_with_the_local_tier(simulator: str) -> None:
+    """budget.policy = local-only: once the day's dollars are spent, events the local
+    tier can answer at all get its answer (whatever its confidence) instead of waiting."""
+    settings = Settings(
+        model={"base_url": simulator, "api_key": "sim", "batch_wait_ms": 1},
+        budget={"usd_per_day": 1e-9, "policy": "local-only"},
+    )
+    service = ModelService(settings)
+    try:
+        handler = build("sentiment", service, local_threshold=1.0)  # nothing is sure enough
+        first, _ = await enrich(handler, record({"text": "Nice enough, I guess it is good."}))
+        assert first.enrichment.tier == "model"  # this call spends the budget
+        assert service.meter.exhausted
+        later, _ = await enrich(handler, record({"text": "Great product, I love it."}, 1))
+        assert later.enrichment.tier == "local"
+        assert later.enrichment.answer["sentiment"] == "positive"
+        # No local answer at all: the budget error reaches the runtime (it retries later).
+        with pytest.raises(SluicegateError, match="budget"):
+            await handler.handle(record({"text": "It is a chair."}, 2))
+    finally:
+        await service.aclose()

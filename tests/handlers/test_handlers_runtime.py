@@ -16,6 +16,7 @@ from stream.config import KafkaSettings
 from stream.model.service import ModelService
 from stream.processor import Processor
 from tests.conftest import TopicFactory
+from tests.handlers.test_enrich_handlers import TICKETS
 from tests.kafkautil import consume, produce
 from tests.stream.harness import all_handled, run_until, settings_for, source_of
 
@@ -45,6 +46,7 @@ async def test_sentiment_and_moderation_routes_end_to_end(
 ) -> None:
     reviews, posts, logs = make_topic("reviews", 2), make_topic("posts", 2), make_topic("logs")
     out_r, out_p, out_l = make_topic("reviews-out"), make_topic("posts-out"), make_topic("logs-out")
+    tickets, out_t = make_topic("tickets"), make_topic("tickets-out")
     dlq, alerts = make_topic("dlq"), make_topic("alerts")
     n = 24
     produce(kafka.bootstrap_servers, reviews,
@@ -58,6 +60,8 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     produce(
         kafka.bootstrap_servers, logs, [(None, LOGS[i % 3].format(i).encode()) for i in range(n)]
     )
+    ticket = [orjson.dumps({"id": i, "body": f"I was charged twice ({i})"}) for i in range(n)]
+    produce(kafka.bootstrap_servers, tickets, [(None, value) for value in ticket])
     settings = settings_for(
         kafka,
         [{"name": "reviews", "input_topics": [reviews], "output_topic": out_r,
@@ -65,7 +69,9 @@ async def test_sentiment_and_moderation_routes_end_to_end(
          {"name": "posts", "input_topics": [posts], "output_topic": out_p,
           "handler": "moderation", "ordering": "key", "options": {"policy": ["spam"]}},
          {"name": "logs", "input_topics": [logs], "output_topic": out_l,
-          "handler": "logs", "ordering": "partition"}],
+          "handler": "logs", "ordering": "partition"},
+         {"name": "tickets", "input_topics": [tickets], "output_topic": out_t,
+          "handler": "task", "ordering": "unordered", "options": TICKETS}],
         dlq={"topic": dlq, "max_consecutive": 100, "max_ratio": 1.0},
         alerts={"topic": alerts},
         model={"base_url": simulator, "api_key": "sim", "batch_wait_ms": 2},
@@ -73,21 +79,26 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     service = ModelService(settings)
     processor = Processor(settings, model=service, pause_while=[service.should_pause])
     try:
-        await run_until(processor, all_handled(3 * n + 1), limit_s=90)
+        await run_until(processor, all_handled(4 * n + 1), limit_s=90)
     finally:
         await service.aclose()
 
     enriched = {}
-    for topic in (out_r, out_p, out_l):
+    for topic in (out_r, out_p, out_l, out_t):
         for rec in consume(kafka.bootstrap_servers, topic, None, idle_s=2):
             enriched[source_of(rec)] = EnrichedEvent.model_validate_json(rec.value or b"")
     (dead,) = consume(kafka.bootstrap_servers, dlq, 1)
     envelope = DlqEnvelope.model_validate_json(dead.value or b"")
     assert envelope.value == b"\xff not utf-8"
     assert envelope.stage == "decode"
-    assert len(enriched) == 3 * n  # every other offset became an enriched event
+    assert len(enriched) == 4 * n  # every other offset became an enriched event
 
-    by_route: dict[str, list[EnrichedEvent]] = {"reviews": [], "posts": [], "logs": []}
+    by_route: dict[str, list[EnrichedEvent]] = {
+        "reviews": [],
+        "posts": [],
+        "logs": [],
+        "tickets": [],
+    }
     for event in enriched.values():
         by_route[event.enrichment.route].append(event)
     tiers = {e.enrichment.tier for e in by_route["reviews"]}
@@ -103,6 +114,8 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     assert {a.source for a in published} == {f"{t}[{p}]@{o}" for (t, p, o), _ in violating}
     assert all(a.reason == "moderation: violates" for a in published)
     assert service.meter.tallies  # model calls were metered per handler and route
+    categories = TICKETS["schema"]["properties"]["category"]["enum"]  # type: ignore[index]
+    assert all(e.enrichment.answer["category"] in categories for e in by_route["tickets"])
     templates = {e.enrichment.answer["template_id"] for e in by_route["logs"]}
     assert len(templates) == 3
     model_answered = [e for e in by_route["logs"] if e.enrichment.tier == "model"]
