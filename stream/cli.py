@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from stream import __version__
 from stream.config import load
@@ -22,6 +23,7 @@ from stream.cost_cli import add_cost_commands
 from stream.dlq_cli import add_dlq_commands
 from stream.errors import ConfigError, KafkaUnavailable, SluicegateError
 from stream.eval_cli import add_eval_command
+from stream.produce_cli import add_traffic_commands
 from stream.simulator.cli import add_simulator_command
 
 EXIT_OK = 0
@@ -71,8 +73,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq_commands(sub)
     add_cost_commands(sub)  # `dlq inspect` and `dlq replay`; each sets its own handler
     add_eval_command(sub)
+    add_traffic_commands(sub)  # `produce` and `tail`
+    add_bench_command(sub)
     add_simulator_command(sub)  # `simulate-nano`; imports the server only when it runs
     return parser
+
+
+BENCHMARKS = ("framework_overhead", "model_throughput", "token_cost")
+
+
+def add_bench_command(sub: Any) -> None:
+    bench = sub.add_parser(
+        "bench", help="run the benchmarks of `make bench` (from a source checkout)"
+    )
+    bench.add_argument("name", nargs="*", metavar="NAME",
+                       help=f"which ones (default: all): {', '.join(BENCHMARKS)}")  # fmt: skip
+    bench.add_argument("--write", type=Path, default=None, help="update this BENCHMARKS.md")
+    bench.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib.util  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    names = args.name or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise ConfigError(f"no benchmark {', '.join(unknown)}; accepted: {', '.join(BENCHMARKS)}")
+    if importlib.util.find_spec("tests.bench") is None:
+        raise ConfigError(
+            "the benchmarks live in the source tree (tests/bench): run `sluicegate bench` "
+            "from a checkout of the repository, or `make bench` there"
+        )
+    for name in names:
+        command = [sys.executable, "-m", f"tests.bench.{name}"]
+        if args.write is not None:
+            command += ["--write", str(args.write)]
+        print(f"==> {' '.join(command)}", file=sys.stderr)
+        code = subprocess.call(command)
+        if code:
+            return code
+    return EXIT_OK
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,8 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "config", "demo"):
+    for command in ("run", "config", "demo", "dlq", "cost", "eval", "produce", "tail", "bench",
+                    "simulate-nano"):  # fmt: skip
         assert command in out
 
 

@@ -1,0 +1,218 @@
+"""``sluicegate produce`` and ``sluicegate tail``: put traffic on a topic, watch a topic.
+
+``produce`` sends a file to a topic at a chosen rate with a progress bar: JSON lines
+(one record per line, as is), CSV (each row becomes a JSON object) or any other text
+(one record per line: log files). ``tail`` prints a topic's records as they arrive and
+recognises sluicegate's own formats (enriched events, alerts, DLQ envelopes) to show one
+readable line for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from stream.config import KafkaSettings, load
+from stream.errors import ConfigError
+from stream.kafka.admin import check_reachable
+
+
+def add_traffic_commands(sub: Any) -> None:
+    prod = sub.add_parser("produce", help="send a file's records to a topic at a chosen rate")
+    prod.add_argument("topic", help="the topic to produce to")
+    prod.add_argument("--file", type=Path, required=True,
+                      help="JSON lines, CSV (rows become JSON objects) or text lines")  # fmt: skip
+    prod.add_argument("--format", choices=["auto", "jsonl", "csv", "lines"], default="auto",
+                      help="how to read the file (auto: by extension)")  # fmt: skip
+    prod.add_argument("--key-field", default=None, help="JSON field to use as the record key")
+    prod.add_argument("--rate", type=float, default=0.0, help="records per second (0: fast)")
+    prod.add_argument("--limit", type=int, default=None, help="send at most N records")
+    prod.add_argument("--repeat", type=int, default=1, help="send the file this many times")
+    _kafka_options(prod)
+    prod.set_defaults(handler=_cmd_produce)
+
+    tail = sub.add_parser("tail", help="print a topic's records, enriched events readably")
+    tail.add_argument("topic", help="the topic to read")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest")
+    tail.add_argument("-n", "--limit", type=int, default=None, help="stop after N records")
+    tail.add_argument("--follow", action="store_true", help="keep waiting for new records")
+    tail.add_argument("--raw", action="store_true", help="print values as they are")
+    _kafka_options(tail)
+    tail.set_defaults(handler=_cmd_tail)
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=None, help="config (for kafka.*)")
+    parser.add_argument("--bootstrap-servers", default=None, help="Kafka to use")
+
+
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    kafka = load(args.config).kafka
+    if args.bootstrap_servers:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
+    check_reachable(kafka)
+    return kafka
+
+
+# -- produce ------------------------------------------------------------------------------
+
+
+def read_records(
+    path: Path, fmt: str = "auto", key_field: str | None = None
+) -> list[tuple[bytes | None, bytes]]:
+    """``(key, value)`` pairs from a file; ``ConfigError`` names the line that is wrong."""
+    if not path.is_file():
+        raise ConfigError(f"--file: {path} is not a file")
+    if fmt == "auto":
+        fmt = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(path.suffix, "lines")
+    raw = path.read_bytes()
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace")))
+        values = [orjson.dumps(row) for row in reader]
+    else:
+        values = [line for line in raw.splitlines() if line.strip()]
+    out = []
+    for number, value in enumerate(values, 1):
+        if fmt == "jsonl":
+            try:
+                orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(f"--file {path}: line {number} is not JSON: {exc}") from None
+        out.append((_key(value, key_field), value))
+    if not out:
+        raise ConfigError(f"--file {path}: no records in it")
+    return out
+
+
+def _key(value: bytes, field: str | None) -> bytes | None:
+    if field is None:
+        return None
+    try:
+        found = orjson.loads(value).get(field)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return None if found is None else str(found).encode()
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    records = read_records(args.file, args.format, args.key_field)
+    if args.repeat < 1 or args.rate < 0 or (args.limit is not None and args.limit < 1):
+        raise ConfigError("--repeat >= 1, --rate >= 0 and --limit >= 1")
+    kafka = _kafka(args)
+    total = len(records) * args.repeat
+    if args.limit is not None:
+        total = min(total, args.limit)
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
+    console = Console(stderr=True)
+    started = time.monotonic()
+    columns = (TextColumn(f"producing to {args.topic}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:>8.0f}/s"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("produce", total=total, rate=0.0)
+        for sent, (key, value) in enumerate(_cycle(records, total), 1):
+            while True:
+                try:
+                    producer.produce(args.topic, value=value, key=key, on_delivery=on_delivery)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.05)
+            producer.poll(0)
+            if args.rate:
+                ahead = started + sent / args.rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            if sent % 200 == 0 or sent == total:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                progress.update(task, completed=sent, rate=sent / elapsed)
+        remaining = producer.flush(30)
+    if remaining or failures:
+        console.print(f"[red]{remaining} records unsent, {len(failures)} failed[/red]: "
+                      f"{failures[:3]}")  # fmt: skip
+        return 1
+    elapsed = time.monotonic() - started
+    console.print(f"sent {total:,} records to {args.topic} in {elapsed:.1f}s "
+                  f"({total / max(elapsed, 1e-9):,.0f}/s), all acknowledged")  # fmt: skip
+    return 0
+
+
+def _cycle(
+    records: list[tuple[bytes | None, bytes]], total: int
+) -> Iterator[tuple[bytes | None, bytes]]:
+    sent = 0
+    while sent < total:
+        for record in records:
+            if sent == total:
+                return
+            yield record
+            sent += 1
+
+
+# -- tail ---------------------------------------------------------------------------------
+
+
+def describe(value: bytes) -> str:
+    """One readable line for a record value: sluicegate's formats, else the JSON or text."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode("utf-8", errors="replace")[:300]
+    if isinstance(parsed, dict) and "enrichment" in parsed and "event" in parsed:
+        e = parsed["enrichment"]
+        answer = {k: v for k, v in e.get("answer", {}).items() if not isinstance(v, dict | list)}
+        return (f"[{e.get('tier')}:{e.get('source')}] {e.get('handler')} {answer} "
+                f"${e.get('cost_usd', 0):.6f} <- {str(parsed['event'])[:80]}")  # fmt: skip
+    if isinstance(parsed, dict) and {"reason", "enriched", "source"} <= parsed.keys():
+        return f"ALERT {parsed['source']}: {parsed['reason']}"
+    if isinstance(parsed, dict) and {"error_class", "stage", "source_topic"} <= parsed.keys():
+        where = f"{parsed['source_topic']}[{parsed['source_partition']}]@{parsed['source_offset']}"
+        return f"DLQ {where} {parsed['error_class']} ({parsed['stage']}): {parsed['error_message']}"
+    return orjson.dumps(parsed).decode()[:300]
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    kafka = _kafka(args)
+    reset = "earliest" if args.from_beginning else "latest"
+    consumer = Consumer({**kafka.client_config(), "group.id": f"sluicegate-tail-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": reset})  # fmt: skip
+    metadata = consumer.list_topics(args.topic, timeout=10).topics.get(args.topic)
+    if metadata is None or metadata.error is not None:
+        consumer.close()
+        raise ConfigError(f"topic {args.topic!r} does not exist on {kafka.bootstrap_servers}")
+    consumer.assign([TopicPartition(args.topic, p) for p in metadata.partitions])
+    console = Console(highlight=False, soft_wrap=True)  # one record, one line
+    shown, idle_since = 0, time.monotonic()
+    try:
+        while args.limit is None or shown < args.limit:
+            message = consumer.poll(0.5)
+            if message is None:
+                if not args.follow and time.monotonic() - idle_since > 3:
+                    break
+                continue
+            if message.error() is not None:
+                continue
+            idle_since = time.monotonic()
+            value = message.value() or b""
+            text = value.decode("utf-8", errors="replace") if args.raw else describe(value)
+            console.print(f"{message.partition()}@{message.offset()} {text}", markup=False)
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0

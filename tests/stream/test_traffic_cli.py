@@ -1,0 +1,80 @@
+"""``sluicegate produce`` and ``sluicegate tail`` against the real broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream import cli
+from stream.config import KafkaSettings
+from stream.produce_cli import describe, read_records
+from tests.conftest import TopicFactory
+from tests.kafkautil import consume, produce
+
+pytestmark = pytest.mark.kafka
+
+
+def test_produce_sends_every_record_with_its_key(
+    kafka: KafkaSettings, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    topic = make_topic("produced", 2)
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(orjson.dumps({"id": i, "sku": f"S{i % 3}"}).decode() + "\n"
+                            for i in range(10)))  # fmt: skip
+    code = cli.main(["produce", topic, "--file", str(path), "--key-field", "sku",
+                     "--repeat", "2", "--rate", "500",
+                     "--bootstrap-servers", kafka.bootstrap_servers])  # fmt: skip
+    assert code == cli.EXIT_OK
+    got = consume(kafka.bootstrap_servers, topic, 20)
+    assert len(got) == 20
+    assert {r.key for r in got} == {b"S0", b"S1", b"S2"}
+
+
+def test_produce_names_the_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"ok": 1}\n{"broken": \n')
+    assert cli.main(["produce", "t", "--file", str(path)]) == cli.EXIT_CONFIG
+    assert "line 2 is not JSON" in capsys.readouterr().err
+
+
+def test_csv_rows_become_json_objects(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\nnice,positive\n")
+    ((key, value),) = read_records(path)
+    assert key is None
+    assert orjson.loads(value) == {"text": "nice", "label": "positive"}
+
+
+def test_tail_prints_enriched_events_readably(
+    kafka: KafkaSettings, make_topic: TopicFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = make_topic("enriched")
+    enriched = {"event": {"text": "great"}, "enrichment": {
+        "handler": "sentiment", "route": "r", "answer": {"sentiment": "positive"},
+        "source": "local", "tier": "local", "latency_ms": 0.1, "cost_usd": 0.0}}  # fmt: skip
+    produce(kafka.bootstrap_servers, topic, [(None, orjson.dumps(enriched)), (None, b"plain")])
+    code = cli.main(["tail", topic, "--from-beginning", "-n", "2",
+                     "--bootstrap-servers", kafka.bootstrap_servers])  # fmt: skip
+    assert code == cli.EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert "[local:local] sentiment {'sentiment': 'positive'}" in out[0]
+    assert out[1].endswith("plain")
+
+
+def test_tail_names_a_missing_topic(
+    kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["tail", "no-such-topic-here", "--bootstrap-servers", kafka.bootstrap_servers])
+    assert code == cli.EXIT_CONFIG
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_describe_knows_alerts_and_dead_letters() -> None:
+    alert = {"reason": "moderation: violates", "source": "posts[0]@4", "route": "p",
+             "enriched": {}}  # fmt: skip
+    assert describe(orjson.dumps(alert)) == "ALERT posts[0]@4: moderation: violates"
+    dead = {"error_class": "BadInput", "stage": "decode", "source_topic": "t",
+            "source_partition": 0, "source_offset": 7, "error_message": "not JSON"}  # fmt: skip
+    assert describe(orjson.dumps(dead)) == "DLQ t[0]@7 BadInput (decode): not JSON"
