@@ -11,8 +11,10 @@ budget's local-only mode, and the enriched event with its cost and latency.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -21,7 +23,7 @@ from pydantic import BaseModel, Field
 from handlers.base import Handler, HandlerContext, HandlerOptions, Result
 from handlers.model import ModelPort, Reply, Task
 from handlers.redact import ALL_KINDS, Redactor
-from schemas.enriched import Alert, EnrichedEvent, Enrichment, Tokens
+from schemas.enriched import Alert, EnrichedEvent, Enrichment, Severity, Tokens
 from schemas.errors import SluicegateError
 from schemas.events import _Event, decode_event
 from schemas.records import SourceRecord
@@ -79,6 +81,7 @@ class EnrichingHandler(Handler):
         self.answers_now = self.local_enabled and self.local_answers_now
         alerts = self.options.alert_on
         self.alert_labels = frozenset(self.default_alerts if alerts is None else alerts)
+        self.tiers: Counter[str] = Counter()  # answers by tier: local, cache, model
         self.task = self.make_task()
         if self.options.service_tier is not None:
             self.task = Task(
@@ -112,12 +115,46 @@ class EnrichingHandler(Handler):
     def model_text(self, event: _Event) -> str:
         return event.text()
 
-    def alert_reason(self, answer: Answer) -> str | None:
-        """Why this answer is an alert, or None. Default: a label in ``alert_on``."""
-        for value in answer.fields.values():
-            if isinstance(value, str) and value in self.alert_labels:
-                return f"{self.name}: {value}"
-        return None
+    def alerts_for(
+        self, record: SourceRecord, answer: Answer, enriched: EnrichedEvent
+    ) -> list[Alert]:
+        """The alerts this answer raises. Default: one per answer label in ``alert_on``,
+        one incident per event."""
+        return [
+            self.alert(
+                "label",
+                "warning",
+                f"label:{self.context.route}:{value}:{record.where}",
+                f"{self.task.name}: {value}",
+                record=record,
+                enriched=enriched,
+            )
+            for value in answer.fields.values()
+            if isinstance(value, str) and value in self.alert_labels
+        ]
+
+    def alert(
+        self,
+        kind: str,
+        severity: Severity,
+        dedup_key: str,
+        reason: str,
+        *,
+        record: SourceRecord | None = None,
+        enriched: EnrichedEvent | None = None,
+        **details: Any,
+    ) -> Alert:
+        return Alert(
+            kind=kind,
+            severity=severity,
+            dedup_key=dedup_key,
+            reason=reason,
+            route=self.context.route,
+            source=record.where if record is not None else None,
+            at=datetime.now(UTC),
+            details=details,
+            enriched=enriched,
+        )
 
     # -- the cascade ----------------------------------------------------------------------
 
@@ -222,13 +259,11 @@ class EnrichingHandler(Handler):
         )
         enriched = EnrichedEvent(event=original, enrichment=enrichment)
         value = orjson.dumps(enriched.model_dump(mode="json"))
-        reason = self.alert_reason(answer)
-        if reason is None:
+        self.tiers[tier] += 1
+        alerts = self.alerts_for(record, answer, enriched)
+        if not alerts:
             return Result(value)
-        alert = Alert(
-            reason=reason, route=self.context.route, source=record.where, enriched=enriched
-        )
-        return Result(value, alerts=(orjson.dumps(alert.model_dump(mode="json")),))
+        return Result(value, alerts=tuple(orjson.dumps(a.model_dump(mode="json")) for a in alerts))
 
 
 def _sum(first: Reply, second: Reply) -> Reply:

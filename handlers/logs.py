@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import OrderedDict, deque
 from typing import Any, ClassVar, cast
 
 from pydantic import Field
@@ -32,6 +33,7 @@ from handlers.logtemplates import (
 )
 from handlers.model import Reply, Task
 from handlers.redact import PLACEHOLDERS
+from schemas.enriched import Alert, EnrichedEvent, Severity
 from schemas.errors import EventError, SluicegateError
 from schemas.events import LogEvent, _Event
 from schemas.outputs import LogAnswer
@@ -54,6 +56,11 @@ class LogOptions(EnrichOptions):
     alert_on: tuple[str, ...] | None = Field(
         None, description="levels that also go to the alerts topic; default: critical"
     )
+    burst_threshold: int = Field(
+        50, ge=0, description="error lines of one component within the window that make "
+        "an error burst alert; 0: off"
+    )  # fmt: skip
+    burst_window_s: float = Field(60.0, gt=0, description="the error burst window")
 
 
 class LogsHandler(EnrichingHandler):
@@ -75,13 +82,38 @@ class LogsHandler(EnrichingHandler):
         # template id -> (parameter names, level, component).
         self._learned: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {}
         self.model_calls = 0
+        self.bursts = BurstDetector(self.options.burst_threshold, self.options.burst_window_s)
 
     def make_task(self) -> Task:
         return TASK
 
-    def alert_reason(self, answer: Answer) -> str | None:
-        level = answer.fields.get("level")
-        return f"logs: {level}" if level in self.alert_labels else None
+    def alerts_for(
+        self, record: SourceRecord, answer: Answer, enriched: EnrichedEvent
+    ) -> list[Alert]:
+        fields = answer.fields
+        level, component = fields["level"], fields["component"] or "unknown"
+        alerts = []
+        if level in self.alert_labels:
+            # One incident per template and component a minute, however many lines.
+            minute = int(time.time() // 60)
+            key = f"logs.level:{self.context.route}:{component}:{fields['template_id']}:{minute}"
+            severity: Severity = "critical" if level == "critical" else "warning"
+            alerts.append(self.alert("logs.level", severity, key, f"logs: {level}",
+                                     record=record, enriched=enriched,
+                                     template=fields["template"]))  # fmt: skip
+        if level in _ERRORS - {"warning"}:
+            burst = self.bursts.record(component, time.monotonic())
+            if burst is not None:
+                count, started = burst
+                window = self.options.burst_window_s
+                alerts.append(self.alert(
+                    "logs.error_burst", "critical",
+                    f"logs.error_burst:{self.context.route}:{component}:{int(started)}",
+                    f"logs: {count} errors from {component} within {window:g}s",
+                    record=record, enriched=enriched, component=component, errors=count,
+                    window_s=window,
+                ))  # fmt: skip
+        return alerts
 
     def try_now(self, record: SourceRecord) -> Any:
         started = time.perf_counter()
@@ -196,6 +228,39 @@ def slot_names(template: str) -> tuple[str, ...]:
 
 
 _ERRORS = frozenset({"warning", "error", "critical"})
+
+
+class BurstDetector:
+    """Error lines per component in a sliding window. ``record`` returns ``(count,
+    incident start)`` once when a component's count reaches the threshold; it re-arms when
+    the count falls to half of it, so one burst is one alert, not one per line."""
+
+    def __init__(self, threshold: int, window_s: float, max_components: int = 10_000) -> None:
+        self.threshold, self.window_s, self.max_components = threshold, window_s, max_components
+        self._times: OrderedDict[str, deque[float]] = OrderedDict()
+        self._firing: dict[str, float] = {}
+
+    def record(self, component: str, now: float) -> tuple[int, float] | None:
+        if self.threshold <= 0:
+            return None
+        times = self._times.get(component)
+        if times is None:
+            times = self._times[component] = deque()
+            if len(self._times) > self.max_components:
+                old, _ = self._times.popitem(last=False)
+                self._firing.pop(old, None)
+        self._times.move_to_end(component)
+        times.append(now)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if component in self._firing:
+            if len(times) <= self.threshold // 2:
+                del self._firing[component]
+            return None
+        if len(times) >= self.threshold:
+            self._firing[component] = now
+            return len(times), time.time()
+        return None
 
 
 def _level(raw: str | None) -> str | None:

@@ -21,12 +21,14 @@ from pydantic import BaseModel, Field
 from handlers import local, prompts
 from handlers.enrich import Answer, EnrichingHandler, EnrichOptions
 from handlers.model import ModelPort, Reply, Task
+from schemas.enriched import Alert, EnrichedEvent, Severity
 from schemas.events import Post, _Event
 from schemas.outputs import (
     MODERATION_CATEGORIES,
     field_name,
     moderation_answer_model,
 )
+from schemas.records import SourceRecord
 
 # (profanity probability, precision of "safe") on the 1,680 labelled samples.
 SAFE_PRECISION = ((0.0, 0.95), (0.02, 0.94), (0.05, 0.91), (0.1, 0.87), (0.2, 0.85), (1.0, 0.3))
@@ -48,6 +50,9 @@ class ModerationOptions(EnrichOptions):
     )
     review_above: float = Field(0.3, ge=0, le=1, description="a score this high needs review")
     violates_above: float = Field(0.8, ge=0, le=1, description="a score this high violates")
+    alert_min_score: float = Field(
+        0.0, ge=0, le=1, description="alert only when the worst score is at least this high"
+    )
 
 
 class ModerationHandler(EnrichingHandler):
@@ -145,6 +150,32 @@ class ModerationHandler(EnrichingHandler):
             fields["policy"] = {p: raw["policy"][field_name(p)] for p in self.options.policy}
             worst = max(worst, *fields["policy"].values())
         return Answer(fields, _confidence(raw["action"], worst, self.options))
+
+    def alerts_for(
+        self, record: SourceRecord, answer: Answer, enriched: EnrichedEvent
+    ) -> list[Alert]:
+        action = answer.fields["action"]
+        scores = {**answer.fields["categories"], **(answer.fields.get("policy") or {})}
+        worst = max(scores, key=scores.__getitem__)
+        if action not in self.alert_labels or scores[worst] < self.options.alert_min_score:
+            return []
+        event = enriched.event
+        ident = event.get("post_id") or event.get("id") if isinstance(event, dict) else None
+        severity: Severity = (
+            "critical" if scores[worst] >= self.options.violates_above else "warning"
+        )
+        return [
+            self.alert(
+                f"moderation.{action}",
+                severity,
+                f"moderation:{self.context.route}:{ident or record.where}",
+                f"moderation: {action} ({worst} {scores[worst]:.2f})",
+                record=record,
+                enriched=enriched,
+                category=worst,
+                score=scores[worst],
+            )
+        ]
 
 
 def _confidence(action: str, worst: float, options: ModerationOptions) -> float:

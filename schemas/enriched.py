@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -53,12 +53,28 @@ class EnrichedEvent(BaseModel):
     enrichment: Enrichment
 
 
+Severity = Literal["info", "warning", "critical"]
+
+
 class Alert(BaseModel):
-    """A noteworthy event for the alerts topic: why, and the enriched event itself."""
+    """A noteworthy event for the alerts topic.
+
+    ``dedup_key`` names the incident, not the record: alerts that share it are one
+    incident (a burst of errors of one service in one window, one budget threshold on
+    one day), so a pager groups them instead of paging once per record.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: str = Field(
+        description="moderation.violates, label, logs.level, logs.error_burst, "
+        "budget.threshold, dlq.cap_approaching"
+    )
+    severity: Severity
+    dedup_key: str
     reason: str
-    route: str
-    source: str = Field(description="topic[partition]@offset of the input event")
-    enriched: EnrichedEvent
+    route: str | None = None
+    source: str | None = Field(None, description="topic[partition]@offset of the input event")
+    at: AwareDatetime
+    details: dict[str, Any] = Field(default_factory=dict)
+    enriched: EnrichedEvent | None = Field(None, description="the event that raised it")

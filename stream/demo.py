@@ -157,7 +157,8 @@ def show_alerts(kafka: KafkaSettings, topic: str) -> None:
     if alerts:
         print(f"\n  {topic}:")
     for alert in alerts:
-        print(f"    {alert.source}: {alert.reason} -> {str(alert.enriched.event)[:90]}")
+        event = str(alert.enriched.event)[:80] if alert.enriched else ""
+        print(f"    [{alert.severity}] {alert.kind} {alert.source or ''}: {alert.reason} {event}")
 
 
 def _summary(value: bytes) -> str:

@@ -177,8 +177,9 @@ def describe(value: bytes) -> str:
         answer = {k: v for k, v in e.get("answer", {}).items() if not isinstance(v, dict | list)}
         return (f"[{e.get('tier')}:{e.get('source')}] {e.get('handler')} {answer} "
                 f"${e.get('cost_usd', 0):.6f} <- {str(parsed['event'])[:80]}")  # fmt: skip
-    if isinstance(parsed, dict) and {"reason", "enriched", "source"} <= parsed.keys():
-        return f"ALERT {parsed['source']}: {parsed['reason']}"
+    if isinstance(parsed, dict) and {"kind", "dedup_key", "reason"} <= parsed.keys():
+        where = parsed.get("source") or parsed.get("route") or "-"
+        return f"ALERT {parsed.get('severity')} {parsed['kind']} {where}: {parsed['reason']}"
     if isinstance(parsed, dict) and {"error_class", "stage", "source_topic"} <= parsed.keys():
         where = f"{parsed['source_topic']}[{parsed['source_partition']}]@{parsed['source_offset']}"
         return f"DLQ {where} {parsed['error_class']} ({parsed['stage']}): {parsed['error_message']}"

@@ -112,7 +112,11 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     published = [Alert.model_validate_json(r.value or b"")
                  for r in consume(kafka.bootstrap_servers, alerts, None, idle_s=2)]  # fmt: skip
     assert {a.source for a in published} == {f"{t}[{p}]@{o}" for (t, p, o), _ in violating}
-    assert all(a.reason == "moderation: violates" for a in published)
+    assert all(a.kind == "moderation.violates" for a in published)
+    assert all(a.reason.startswith("moderation: violates (") for a in published)
+    # One incident per post: the dedup key names the post, not the record.
+    assert {a.dedup_key for a in published} == {
+        f"moderation:posts:{e.event['post_id']}" for _, e in violating}  # fmt: skip
     assert service.meter.tallies  # model calls were metered per handler and route
     categories = TICKETS["schema"]["properties"]["category"]["enum"]  # type: ignore[index]
     assert all(e.enrichment.answer["category"] in categories for e in by_route["tickets"])

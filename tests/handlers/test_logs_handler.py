@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from handlers.base import HandlerContext
-from handlers.logs import LogsHandler, slot_names
+from handlers.logs import BurstDetector, LogsHandler, slot_names
 from schemas.enriched import Alert, EnrichedEvent
 from schemas.records import SourceRecord
 from stream.config import Settings
@@ -56,12 +56,12 @@ def handler(model: ModelService, **options: object) -> LogsHandler:
 
 async def enrich(
     h: LogsHandler, value: bytes, offset: int = 0
-) -> tuple[EnrichedEvent, Alert | None]:
+) -> tuple[EnrichedEvent, list[Alert]]:
     record = SourceRecord("logs", 0, offset, None, value)
     result = h.try_now(record) or await h.handle(record)
     assert result.value is not None
-    alert = Alert.model_validate_json(result.alerts[0]) if result.alerts else None
-    return EnrichedEvent.model_validate_json(result.value), alert
+    alerts = [Alert.model_validate_json(a) for a in result.alerts]
+    return EnrichedEvent.model_validate_json(result.value), alerts
 
 
 async def test_one_model_call_per_template_the_rest_locally(model: ModelService) -> None:
@@ -94,7 +94,7 @@ async def test_concurrent_lines_of_a_new_template_share_one_call(model: ModelSer
 async def test_header_fields_parameters_and_signature(model: ModelService) -> None:
     h = handler(model)
     line = EVENTS[2].format(t="2026-11-24 09:00:01,123", n=7781)
-    e, alert = await enrich(h, line.encode())
+    e, alerts = await enrich(h, line.encode())
     a = e.enrichment.answer
     assert e.event == line  # the raw line, unchanged
     assert (a["level"], a["component"]) == ("error", "payments")
@@ -102,18 +102,21 @@ async def test_header_fields_parameters_and_signature(model: ModelService) -> No
     assert "<*>" in a["template"]
     assert "7781" in "".join(a["parameters"].values())
     assert a["error_signature"].startswith("E")
-    assert alert is None  # errors are not alerts by default; critical ones are
+    assert alerts == []  # errors are not alerts by default; critical ones are
     fatal = EVENTS[4].format(t="2026-11-24 09:00:02,000", a=1, b=5)
-    _, alert = await enrich(h, fatal.encode(), 1)
-    assert alert is not None
-    assert alert.reason == "logs: critical"
+    _, (alert,) = await enrich(h, fatal.encode(), 1)
+    assert (alert.kind, alert.severity, alert.reason) == (
+        "logs.level",
+        "critical",
+        "logs: critical",
+    )
 
 
 async def test_json_shipper_fields_win_over_the_header(model: ModelService) -> None:
     h = handler(model, alert_on=["error"])
     shipped = {"@timestamp": "2026-11-24T09:00:00Z", "level": "err", "service": "billing",
                "message": "charge failed order=o-1 provider=x code=y", "host": "web-1"}  # fmt: skip
-    e, alert = await enrich(h, orjson.dumps(shipped))
+    e, alerts = await enrich(h, orjson.dumps(shipped))
     a = e.enrichment.answer
     assert e.event == shipped
     assert (a["level"], a["component"], a["timestamp"]) == (
@@ -121,7 +124,7 @@ async def test_json_shipper_fields_win_over_the_header(model: ModelService) -> N
         "billing",
         "2026-11-24T09:00:00Z",
     )
-    assert alert is not None
+    assert [a.kind for a in alerts] == ["logs.level"]
 
 
 async def test_redacted_values_become_variables(model: ModelService) -> None:
@@ -137,3 +140,25 @@ async def test_redacted_values_become_variables(model: ModelService) -> None:
 
 async def test_slot_names_come_from_keys_and_words() -> None:
     assert slot_names("took=<*> ms from <*> port <*> <*>") == ("took", "from", "port", "p4")
+
+
+async def test_an_error_burst_is_one_alert_per_incident(model: ModelService) -> None:
+    h = handler(model, burst_threshold=5, burst_window_s=60)
+    bursts = []
+    for i in range(12):
+        line = EVENTS[2].format(t="2026-11-24 09:00:01,123", n=i)
+        _, alerts = await enrich(h, line.encode(), i)
+        bursts += [a for a in alerts if a.kind == "logs.error_burst"]
+    (burst,) = bursts  # the 5th error fires it; the next seven belong to the same incident
+    assert burst.severity == "critical"
+    assert burst.details == {"component": "payments", "errors": 5, "window_s": 60.0}
+    assert burst.dedup_key.startswith("logs.error_burst:logs:payments:")
+
+
+async def test_burst_detector_rearms_when_the_rate_falls() -> None:
+    detector = BurstDetector(threshold=4, window_s=10)
+    fired = [detector.record("api", t) for t in (0, 1, 2, 3, 4, 5)]
+    assert [f is not None for f in fired] == [False, False, False, True, False, False]
+    assert detector.record("api", 30) is None  # the window emptied: re-armed, count 1
+    fired = [detector.record("api", t) for t in (31, 32, 33)]
+    assert fired[-1] is not None

@@ -72,9 +72,11 @@ def test_tail_names_a_missing_topic(
 
 
 def test_describe_knows_alerts_and_dead_letters() -> None:
-    alert = {"reason": "moderation: violates", "source": "posts[0]@4", "route": "p",
-             "enriched": {}}  # fmt: skip
-    assert describe(orjson.dumps(alert)) == "ALERT posts[0]@4: moderation: violates"
+    alert = {"kind": "moderation.violates", "severity": "critical", "dedup_key": "m:p:4",
+             "reason": "moderation: violates", "source": "posts[0]@4", "route": "p"}  # fmt: skip
+    assert describe(orjson.dumps(alert)) == (
+        "ALERT critical moderation.violates posts[0]@4: moderation: violates"
+    )
     dead = {"error_class": "BadInput", "stage": "decode", "source_topic": "t",
             "source_partition": 0, "source_offset": 7, "error_message": "not JSON"}  # fmt: skip
     assert describe(orjson.dumps(dead)) == "DLQ t[0]@7 BadInput (decode): not JSON"
