@@ -17,7 +17,14 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -255,11 +262,22 @@ def high_watermarks(kafka: KafkaSettings, topics: Iterable[str]) -> Marks:
         listed = consumer.list_topics(timeout=10).topics
         for topic in topics:
             for partition in listed[topic].partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-                marks[topic, partition] = high
+                marks[topic, partition] = _high(consumer, TopicPartition(topic, partition))
     finally:
         consumer.close()
     return marks
+
+
+def _high(consumer: Consumer, partition: TopicPartition, wait_s: float = 15.0) -> int:
+    """A partition's high watermark; a topic created a moment ago may have no leader yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(partition, 5)[1])
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def start_group_at(kafka: KafkaSettings, marks: Marks, topics: Iterable[str]) -> None:
