@@ -12,7 +12,7 @@ from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
 from stream.processor import Processor
-from stream.routes import needs_model
+from stream.routes import build_routes, needs_model
 
 log = logging.getLogger("sluicegate")
 
@@ -20,8 +20,10 @@ log = logging.getLogger("sluicegate")
 async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
     service = ModelService(settings) if needs_model(settings) else None
+    handlers = {r.settings.name: r.handler for r in build_routes(settings, model=service)}
     processor = Processor(
         settings,
+        handlers,
         model=service,
         pause_while=[service.should_pause] if service is not None else [],
     )
@@ -37,7 +39,7 @@ async def serve(settings: Settings) -> Processor:
         settings.kafka.group_id,
     )
     try:
-        async with metrics.serving(settings.metrics, processor, service) as port:
+        async with metrics.serving(settings.metrics, processor, service, handlers) as port:
             if port is not None:
                 log.info("metrics on http://%s:%d/metrics", settings.metrics.host, port)
             await processor.run()

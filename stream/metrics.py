@@ -9,16 +9,23 @@ the rate budget, the breaker, tokens and dollars per handler and route).
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from handlers.base import Handler
 from stream.config import MetricsSettings
+from stream.histogram import Histogram
 from stream.model.service import ModelService
 from stream.processor import Processor
 
@@ -26,9 +33,15 @@ BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class RuntimeCollector(Collector):
-    def __init__(self, processor: Processor, model: ModelService | None) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        model: ModelService | None,
+        handlers: Mapping[str, Handler] | None = None,
+    ) -> None:
         self.processor = processor
         self.model = model
+        self.handlers = dict(handlers or {})  # route name -> its handler
 
     def collect(self) -> Iterator[Metric]:
         p = self.processor
@@ -49,8 +62,25 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "sluicegate_paused_partitions", "Paused partitions", value=sum(x.paused for x in parts)
         )
+        yield from self._handlers()
         if self.model is not None:
             yield from self._model(self.model)
+
+    def _handlers(self) -> Iterator[Metric]:
+        """What the handlers answered, by tier, and the alerts they raised, per route."""
+        answers = CounterMetricFamily(
+            "sluicegate_answers", "Enriched events by the tier that answered",
+            labels=["route", "handler", "tier"],
+        )  # fmt: skip
+        alerts = CounterMetricFamily(
+            "sluicegate_alerts", "Alerts raised, by route", labels=["route", "handler"]
+        )
+        for route, handler in self.handlers.items():
+            for tier, count in getattr(handler, "tiers", {}).items():
+                answers.add_metric([route, handler.name, tier], count)
+            alerts.add_metric([route, handler.name], getattr(handler, "alerts_raised", 0))
+        yield answers
+        yield alerts
 
     def _model(self, model: ModelService) -> Iterator[Metric]:
         client, meter = model.client, model.meter
@@ -78,6 +108,13 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "sluicegate_model_rate_limited", "429 answers", value=client.rate_limited
         )
+        requests = CounterMetricFamily(
+            "sluicegate_model_requests", "Chat requests by outcome", labels=["status"]
+        )
+        for status in ("ok", "rate_limited", "timeout", "error"):
+            requests.add_metric([status], client.requests[status])
+        yield requests
+        yield histogram("sluicegate_model_seconds", "Successful model calls", client.latency)
         tokens = CounterMetricFamily(
             "sluicegate_model_tokens", "Tokens", labels=["handler", "route", "kind"]
         )
@@ -98,9 +135,19 @@ class RuntimeCollector(Collector):
             )
 
 
-def make_app(processor: Processor, model: ModelService | None) -> web.Application:
+def histogram(name: str, documentation: str, values: Histogram) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation)
+    family.add_metric([], values.cumulative(), values.sum)
+    return family
+
+
+def make_app(
+    processor: Processor,
+    model: ModelService | None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> web.Application:
     registry = CollectorRegistry()
-    registry.register(RuntimeCollector(processor, model))
+    registry.register(RuntimeCollector(processor, model, handlers))
 
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -123,13 +170,16 @@ def make_app(processor: Processor, model: ModelService | None) -> web.Applicatio
 
 @asynccontextmanager
 async def serving(
-    settings: MetricsSettings, processor: Processor, model: ModelService | None
+    settings: MetricsSettings,
+    processor: Processor,
+    model: ModelService | None,
+    handlers: Mapping[str, Handler] | None = None,
 ) -> AsyncIterator[int | None]:
     """Serve while the ``with`` block runs; yields the bound port (None if disabled)."""
     if not settings.enabled:
         yield None
         return
-    runner = web.AppRunner(make_app(processor, model), access_log=None)
+    runner = web.AppRunner(make_app(processor, model, handlers), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)

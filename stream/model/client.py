@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from handlers.model import Task
 from schemas.errors import EventError, SluicegateError
 from stream.config import ModelSettings
+from stream.histogram import Histogram
 from stream.model.breaker import CircuitBreaker
 from stream.model.buckets import RateBudget
 from stream.model.concurrency import AimdLimit
@@ -134,6 +136,9 @@ class ModelClient:
             threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s
         )
         self.rate_limited = 0  # 429 answers seen (a metric)
+        # Metrics: chat requests by outcome, and how long the successful ones took.
+        self.requests: Counter[str] = Counter()
+        self.latency = Histogram()
         self._flex_back_at = 0.0  # no flex requests before this (monotonic) time
 
     async def aclose(self) -> None:
@@ -266,6 +271,31 @@ class ModelClient:
 
         return await self._retrying(once)
 
+    def _failed(
+        self, exc: openai.OpenAIError, task: Task, *, flex: bool
+    ) -> tuple[SluicegateError, bool]:
+        """Account for a failed call (limit, budget, breaker, metrics): ``(our error,
+        whether it was only "no flex capacity" for a flex request)``."""
+        mapped = map_openai_error(exc, f"calling {task.model or self.settings.model}")
+        no_flex = (
+            flex and isinstance(mapped, ModelRateLimited) and mapped.code == "resource_unavailable"
+        )
+        overloaded = isinstance(mapped, ModelRateLimited | ModelTimeout) and not no_flex
+        self.concurrency.release(overloaded=overloaded)
+        if no_flex:
+            return mapped, True
+        self.requests[_status(mapped)] += 1
+        if isinstance(mapped, ModelRateLimited):
+            self.rate_limited += 1
+            # The 429 says which bucket is short; without headers, assume requests.
+            headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
+            if not any(h.startswith("x-ratelimit-remaining-") for h in headers):
+                headers = {"x-ratelimit-remaining-requests": "0"}
+            self.budget.sync_headers(headers)
+        if mapped.retriable:
+            self.breaker.record(ok=False)
+        return mapped, False
+
     async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt_once`` through the breaker, retrying transient failures with
         backoff that honours the server's retry-after (ours own retries, not the SDK)."""
@@ -311,31 +341,22 @@ class ModelClient:
                 **extra,
             )
         except openai.OpenAIError as exc:
-            mapped = map_openai_error(exc, f"calling {task.model or self.settings.model}")
-            no_flex = isinstance(mapped, ModelRateLimited) and mapped.code == "resource_unavailable"
-            overloaded = isinstance(mapped, ModelRateLimited | ModelTimeout) and not no_flex
-            self.concurrency.release(overloaded=overloaded)
             self.budget.settle(estimate, 0)  # a refused call spends nothing
-            if no_flex and tier is not None:
+            mapped, no_flex = self._failed(exc, task, flex=tier is not None)
+            if no_flex:
                 # No flex capacity is not an overload: use the default tier for a while.
                 self._flex_back_at = time.monotonic() + FLEX_RETRY_S
                 log.info("service tier %s unavailable; default tier for %ds", tier, FLEX_RETRY_S)
                 return await self._limited_call(task, messages, response_format, estimate, usage)
-            if isinstance(mapped, ModelRateLimited):
-                self.rate_limited += 1
-                # The 429 says which bucket is short; without headers, assume requests.
-                headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
-                if not any(h.startswith("x-ratelimit-remaining-") for h in headers):
-                    headers = {"x-ratelimit-remaining-requests": "0"}
-                self.budget.sync_headers(headers)
-            if mapped.retriable:
-                self.breaker.record(ok=False)
             raise mapped from None
         except BaseException:
             self.concurrency.release()
             self.breaker.forget_probe()
             raise
-        self.concurrency.release(latency=time.monotonic() - started)
+        took = time.monotonic() - started
+        self.concurrency.release(latency=took)
+        self.requests["ok"] += 1
+        self.latency.observe(took)
         self.breaker.record(ok=True)
         self.budget.sync_headers(raw.headers)
         completion = raw.parse()
@@ -353,6 +374,15 @@ class ModelClient:
         usage.calls += 1
         usage.tier = completion.service_tier or tier or "default"
         return completion
+
+
+def _status(error: SluicegateError) -> str:
+    """A failed request's label for ``sluicegate_model_requests_total``."""
+    if isinstance(error, ModelRateLimited):
+        return "rate_limited"
+    if isinstance(error, ModelTimeout):
+        return "timeout"
+    return "error"
 
 
 def _backoff(attempt: int) -> float:

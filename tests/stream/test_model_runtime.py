@@ -194,5 +194,7 @@ async def test_metrics_show_the_runtime_and_the_model(
                  "sluicegate_model_concurrency_limit", "sluicegate_model_requests_budget",
                  "sluicegate_model_tokens_budget", "sluicegate_model_breaker_state 0.0",
                  'sluicegate_model_tokens_total{handler="classify",kind="prompt"',
-                 'sluicegate_model_cost_usd_total{handler="classify"'):  # fmt: skip
+                 'sluicegate_model_cost_usd_total{handler="classify"',
+                 'sluicegate_model_requests_total{status="ok"}', "sluicegate_model_seconds_bucket",
+                 'sluicegate_model_requests_total{status="rate_limited"} 0.0'):  # fmt: skip
         assert name in text, name
