@@ -16,5 +16,9 @@ USER 10001
 ENV SLUICEGATE_CONFIG=/etc/sluicegate/sluicegate.toml \
     PYTHONUNBUFFERED=1
 EXPOSE 9464
+# /healthz on the metrics port (SLUICEGATE_METRICS__PORT if set), with the stdlib: the
+# slim image has no curl. Any error or non-2xx answer raises, and python exits 1.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('SLUICEGATE_METRICS__PORT') or '9464'; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 ENTRYPOINT ["sluicegate"]
 CMD ["run"]

@@ -133,6 +133,10 @@ class RuntimeCollector(Collector):
             yield GaugeMetricFamily(
                 "sluicegate_budget_remaining_usd", "Budget left today", value=remaining
             )
+            yield GaugeMetricFamily(
+                "sluicegate_budget_usd_per_day", "The daily budget",
+                value=meter.budget.usd_per_day or 0.0,
+            )  # fmt: skip
 
 
 def histogram(name: str, documentation: str, values: Histogram) -> HistogramMetricFamily:
