@@ -82,7 +82,7 @@ class EnrichingHandler(Handler):
         alerts = self.options.alert_on
         self.alert_labels = frozenset(self.default_alerts if alerts is None else alerts)
         self.tiers: Counter[str] = Counter()  # answers by tier: local, cache, model
-        self.alerts_raised = 0
+        self.alerts_raised: Counter[str] = Counter()  # by alert kind
         self.task = self.make_task()
         if self.options.service_tier is not None:
             self.task = Task(
@@ -264,7 +264,7 @@ class EnrichingHandler(Handler):
         alerts = self.alerts_for(record, answer, enriched)
         if not alerts:
             return Result(value)
-        self.alerts_raised += len(alerts)
+        self.alerts_raised.update(a.kind for a in alerts)
         return Result(value, alerts=tuple(orjson.dumps(a.model_dump(mode="json")) for a in alerts))
 
 

@@ -178,7 +178,7 @@ def _view(
     parts = list(processor.partitions.values())
     tiers, totals = _tiers(handlers), service.meter.totals()
     calls = sum(t.calls for t in service.meter.tallies.values())
-    alerts = sum(getattr(h, "alerts_raised", 0) for h in handlers.values())
+    alerts = sum(sum(getattr(h, "alerts_raised", {}).values()) for h in handlers.values())
     table = Table(title=f"sluicegate, {elapsed:5.1f}s", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(justify="right")

@@ -73,12 +73,13 @@ class RuntimeCollector(Collector):
             labels=["route", "handler", "tier"],
         )  # fmt: skip
         alerts = CounterMetricFamily(
-            "sluicegate_alerts", "Alerts raised, by route", labels=["route", "handler"]
+            "sluicegate_alerts", "Alerts raised", labels=["route", "handler", "kind"]
         )
         for route, handler in self.handlers.items():
             for tier, count in getattr(handler, "tiers", {}).items():
                 answers.add_metric([route, handler.name, tier], count)
-            alerts.add_metric([route, handler.name], getattr(handler, "alerts_raised", 0))
+            for kind, count in getattr(handler, "alerts_raised", {}).items():
+                alerts.add_metric([route, handler.name, kind], count)
         yield answers
         yield alerts
 
