@@ -17,6 +17,11 @@ def _only(kind: str, text: str) -> Redacted:
     return Redactor((kind,)).redact(text)
 
 
+def _digits_of(text: str, zero: str) -> str:
+    """``text`` with its ASCII digits written in the script whose zero is ``zero``."""
+    return text.translate({ord("0") + i: ord(zero) + i for i in range(10)})
+
+
 # --- every kind: caught ---------------------------------------------------------------
 
 CAUGHT: list[tuple[str, str]] = [
@@ -41,12 +46,14 @@ CAUGHT: list[tuple[str, str]] = [
     ("phone", "555-0132"),
     ("phone", "+33 6 12 34 56 78"),
     ("phone", "01 23 45 67 89"),
+    ("phone", _digits_of("090-1234-5678", "\uff10")),  # fullwidth digits
     ("card", "4111 1111 1111 1111"),
     ("card", "4111-1111-1111-1111"),
     ("card", "4111111111111111"),
     ("card", "5500 0000 0000 0004"),
     ("card", "3782 822463 10005"),
     ("card", "4222222222222"),
+    ("card", _digits_of("4111111111111111", "\u0660")),  # Arabic-Indic digits
     ("ip", "192.168.1.10"),
     ("ip", "8.8.8.8"),
     ("ip", "255.255.255.255"),
@@ -153,6 +160,8 @@ def test_each_kind_leaves_lookalikes_alone(kind: str, text: str) -> None:
         ("Authorization: Bearer abcDEF123456ghiJKL789", "Authorization: Bearer [SECRET]"),
         ("Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==", "Authorization: Basic [SECRET]"),
         ("export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789", None),
+        ("Cookie: sessionid=a8F3kL9mQ2xZ7pW4", "Cookie: sessionid=[SECRET]"),
+        ("X-Auth-Token: 9f8e7d6c5b4a39281706", "X-Auth-Token: [SECRET]"),
     ],
 )
 def test_secret_values_keep_their_key(text: str, expected: str | None) -> None:
@@ -194,6 +203,13 @@ def test_secrets_run_before_phones_and_cards() -> None:
     result = REDACTOR.redact(text)
     assert result.text == "password=[SECRET], pwd=[SECRET] and [SECRET]"
     assert result.counts == {"secret": 3}
+
+
+def test_adjacent_phones_are_each_redacted() -> None:
+    """Phones glued to each other or to a scheme are found one by one."""
+    result = REDACTOR.redact("tel:+14155550132+44 20 7946 0958 (415) 555-0132 (415) 555-0133")
+    assert result.text == "tel:[PHONE][PHONE] [PHONE] [PHONE]"
+    assert result.counts == {"phone": 4}
 
 
 def test_overlapping_candidates_do_not_garble() -> None:
@@ -274,15 +290,20 @@ def test_redacted_is_frozen() -> None:
 
 _PII = [value for _, value in CAUGHT]
 _LOOKALIKES = [text for _, text in LEFT_ALONE]
+_PIECES = ["api_key=", "password: ", "token=", "Bearer ", "sk-", "eyJ", "00", "+", "::", "@"]
 _FRAGMENTS = st.one_of(
     st.sampled_from(_PII),
     st.sampled_from(_LOOKALIKES),
     st.sampled_from(list(PLACEHOLDERS.values())),
-    st.sampled_from(["api_key=", "password: ", "token=", "Bearer ", "sk-", "eyJ", "00", "+"]),
+    st.sampled_from(_PIECES),
+    st.text(alphabet="0123456789 .-:+()", max_size=20),
+    st.text(alphabet="0123456789abcdefABCDEF:.", max_size=20),
     st.text(alphabet="0123456789 .-:+()[]@=/abcdefXYZ_\"'", max_size=12),
     st.text(max_size=8),
 )
-_SEPARATORS = st.sampled_from(["", " ", "  ", ", ", ".", "-", ":", "\n", "(", ")", "[", "]"])
+_SEPARATORS = st.sampled_from(
+    ["", " ", "  ", ", ", ".", "-", ":", "\n", "(", ")", "[", "]", "=", "@", "+", "/"]
+)
 
 
 @st.composite
