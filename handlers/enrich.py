@@ -262,6 +262,8 @@ class EnrichingHandler(Handler):
         value = orjson.dumps(enriched.model_dump(mode="json"))
         self.tiers[tier] += 1
         alerts = self.alerts_for(record, answer, enriched)
+        if reply is not None and self.context.model is not None:
+            alerts += self.context.model.take_alerts()  # e.g. this call crossed a budget line
         if not alerts:
             return Result(value)
         self.alerts_raised.update(a.kind for a in alerts)

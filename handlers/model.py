@@ -11,6 +11,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from schemas.enriched import Alert
+
 
 @dataclass(frozen=True)
 class Task:
@@ -62,4 +64,9 @@ class ModelPort(Protocol):
 
     async def moderate(self, text: str, *, route: str) -> Moderation:
         """Scores of the free moderation endpoint (``/v1/moderations``); no tokens."""
+        ...
+
+    def take_alerts(self) -> list[Alert]:
+        """Alerts about the model itself (budget thresholds) not yet published; the
+        handler whose call raised them publishes them with its event."""
         ...

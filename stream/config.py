@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -218,6 +218,8 @@ class BudgetSettings(_Section):
     # pause: stop consuming until the next UTC day; local-only: answer with the free
     # local tier only; stop: stop the processor (exit 1).
     policy: Literal["pause", "local-only", "stop"] = "pause"
+    # Shares of usd_per_day at which an alert goes to the alerts topic, once a day each.
+    alert_at: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.5, 0.8, 1.0)
     # Extra or overriding prices per model id; flex-tier calls cost half (batch prices).
     prices: dict[str, Prices] = Field(default_factory=dict)
 

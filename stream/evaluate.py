@@ -290,6 +290,9 @@ class _NoModel:
     async def moderate(self, *_: object, **__: object) -> Any:
         raise EventError("the local tier alone does not call the model")
 
+    def take_alerts(self) -> list[Any]:
+        return []
+
 
 async def run_local_only(name: str, handler: Handler, rows: Sequence[Row]) -> Run:
     """The local tier with its threshold at 0, so it answers every event it can; rows it

@@ -48,6 +48,7 @@ class CostMeter:
         self.tallies: dict[tuple[str, str], Tally] = {}
         self._day = self._today()
         self._spent_today = 0.0
+        self._alerted: set[tuple[int, float]] = set()  # (day, share) already announced
 
     def _today(self) -> int:
         return int(self._clock() // DAY_S)
@@ -105,6 +106,18 @@ class CostMeter:
     def exhausted_under(self, policy: str) -> bool:
         """True when the budget is spent and ``policy`` is the one configured."""
         return self.exhausted and self.budget.policy == policy
+
+    def crossed(self) -> list[float]:
+        """The ``budget.alert_at`` shares that today's spending has reached and that were
+        not reported yet today; each is reported once a day."""
+        limit = self.budget.usd_per_day
+        if limit is None:
+            return []
+        spent, day = self.spent_today, self._today()
+        new = [share for share in sorted(self.budget.alert_at)
+               if spent >= share * limit and (day, share) not in self._alerted]  # fmt: skip
+        self._alerted.update((day, share) for share in new)
+        return new
 
     def seconds_to_next_day(self) -> float:
         return DAY_S - self._clock() % DAY_S

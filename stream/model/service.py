@@ -8,11 +8,13 @@ route, cache hits included at no cost.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx2
 from pydantic import BaseModel
 
 from handlers.model import Moderation, Reply, Task
+from schemas.enriched import Alert
 from stream.config import Settings
 from stream.model.batcher import Batcher
 from stream.model.cache import TtlLru
@@ -38,6 +40,7 @@ class ModelService:
         self.meter = CostMeter(settings.budget)
         self.meter.prices_for(model.model)  # no price, no metering: refuse at start-up
         self.moderations = 0  # calls to the free moderation endpoint
+        self._alerts: list[Alert] = []
 
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
         self._check_budget()
@@ -52,7 +55,27 @@ class ModelService:
             calls=reply.calls,
             tier=reply.tier,
         )
+        if usd:
+            self._announce_budget(route)
         return replace(reply, usd=usd)
+
+    def _announce_budget(self, route: str) -> None:
+        meter = self.meter
+        for share in meter.crossed():
+            day = datetime.now(UTC).date().isoformat()
+            spent, limit = meter.spent_today, meter.budget.usd_per_day or 0.0
+            self._alerts.append(Alert(
+                kind="budget.threshold", severity="critical" if share >= 1 else "warning",
+                dedup_key=f"budget:{day}:{share:g}",
+                reason=f"{share:.0%} of the daily model budget spent (${spent:.4f} of "
+                f"${limit:g}; policy {meter.budget.policy})",
+                route=route, at=datetime.now(UTC),
+                details={"share": share, "spent_usd": spent, "usd_per_day": limit},
+            ))  # fmt: skip
+
+    def take_alerts(self) -> list[Alert]:
+        alerts, self._alerts = self._alerts, []
+        return alerts
 
     async def moderate(self, text: str, *, route: str) -> Moderation:
         """The free endpoint: no tokens and no dollars to meter, only the call."""

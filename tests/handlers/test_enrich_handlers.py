@@ -276,11 +276,17 @@ async def test_spent_budget_under_local_only_answers_with_the_local_tier(simulat
     service = ModelService(settings)
     try:
         handler = build("sentiment", service, local_threshold=1.0)  # nothing is sure enough
-        first, _ = await enrich(handler, record({"text": "Nice enough, I guess it is good."}))
+        first, result = await enrich(handler, record({"text": "Nice enough, I guess it is good."}))
         assert first.enrichment.tier == "model"  # this call spends the budget
         assert service.meter.exhausted
-        later, _ = await enrich(handler, record({"text": "Great product, I love it."}, 1))
+        # Its event carries the budget alerts it raised: 50%, 80% and 100%, once each today.
+        alerts = [Alert.model_validate_json(a) for a in result.alerts]
+        assert [(a.kind, a.severity) for a in alerts] == [("budget.threshold", "warning")] * 2 + [
+            ("budget.threshold", "critical")]  # fmt: skip
+        assert len({a.dedup_key for a in alerts}) == 3
+        later, result = await enrich(handler, record({"text": "Great product, I love it."}, 1))
         assert later.enrichment.tier == "local"
+        assert result.alerts == ()
         assert later.enrichment.answer["sentiment"] == "positive"
         # No local answer at all: the budget error reaches the runtime (it retries later).
         with pytest.raises(SluicegateError, match="budget"):
