@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 
 _BLOCK = re.compile(r'<event id="([^"<>]*)">\n(.*?)\n</event>', re.DOTALL)
-_CLOSE = re.compile(r"</(\s*)event", re.IGNORECASE)
-_OPEN = re.compile(r"<(\s*)event", re.IGNORECASE)
+_CLOSE = re.compile(r"</(\s*)(event)", re.IGNORECASE)
+_OPEN = re.compile(r"<(\s*)(event)", re.IGNORECASE)
 
 BATCH_KEY = "results"
 ID_KEY = "id"
@@ -25,8 +25,8 @@ _ZWSP = "\u200b"  # a zero-width space breaks the tag for the parser, not for a 
 
 def escape(text: str) -> str:
     """Make ``text`` unable to open or close an event block."""
-    text = _CLOSE.sub(lambda m: f"</{m.group(1)}{_ZWSP}event", text)
-    return _OPEN.sub(lambda m: f"<{m.group(1)}{_ZWSP}event", text)
+    text = _CLOSE.sub(lambda m: f"</{m.group(1)}{_ZWSP}{m.group(2)}", text)
+    return _OPEN.sub(lambda m: f"<{m.group(1)}{_ZWSP}{m.group(2)}", text)
 
 
 def format_events(events: Iterable[tuple[str, str]]) -> str:
