@@ -39,6 +39,9 @@ class EnrichOptions(HandlerOptions):
         tuple(sorted(ALL_KINDS)), description="PII kinds replaced before the model call"
     )
     batch: bool = Field(True, description="micro-batch this route's model calls")
+    max_event_bytes: int = Field(
+        1_000_000, ge=1, description="larger values are bad input (the model has a context limit)"
+    )
     local_tier: bool = Field(True, description="let the free local tier answer easy cases")
     local_threshold: float | None = Field(
         None, ge=0, le=1, description="local confidence needed to skip the model; "
@@ -160,7 +163,12 @@ class EnrichingHandler(Handler):
     # -- the cascade ----------------------------------------------------------------------
 
     def decode(self, record: SourceRecord) -> tuple[Any, _Event]:
-        return decode_event(record.value, self.kind, raw_text=self.options.raw_text)
+        return decode_event(
+            record.value,
+            self.kind,
+            raw_text=self.options.raw_text,
+            max_bytes=self.options.max_event_bytes,
+        )
 
     def try_now(self, record: SourceRecord) -> Result | None:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from handlers.enrich import EnrichingHandler, EnrichOptions
 from handlers.jsonschema import import_model, model_from_schema
 from handlers.model import Task
 from schemas.errors import BadInput
-from schemas.events import Post, _Event
+from schemas.events import Post, _Event, check_size, no_duplicate_keys
 from schemas.records import SourceRecord
 
 
@@ -57,6 +57,7 @@ class TaskHandler(EnrichingHandler):
         value = record.value
         if value is None:
             raise BadInput("the record has no value (null); a JSON event or text is expected")
+        check_size(value, self.options.max_event_bytes)
         try:
             original: Any = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -66,6 +67,8 @@ class TaskHandler(EnrichingHandler):
                 original = value.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise BadInput(f"the value is neither JSON nor UTF-8 text: {exc}") from None
+        if isinstance(original, dict):
+            no_duplicate_keys(value)
         text = self._text(original)
         if not text.strip():
             raise BadInput("the event's text is empty; there is nothing to judge")

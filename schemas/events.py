@@ -8,6 +8,7 @@ models only read: they never rewrite what the producer sent.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -82,7 +83,9 @@ class Post(_Event):
 EVENT_KINDS: dict[str, type[_Event]] = {"log": LogEvent, "review": Review, "post": Post}
 
 
-def decode_event(value: bytes | None, kind: type[_Event], *, raw_text: bool) -> tuple[Any, _Event]:
+def decode_event(
+    value: bytes | None, kind: type[_Event], *, raw_text: bool, max_bytes: int = 1_000_000
+) -> tuple[Any, _Event]:
     """Parse a record value: ``(original, event)``. ``original`` is what the producer
     sent (a JSON value, or the text itself for raw lines), kept for the enriched event.
 
@@ -92,6 +95,7 @@ def decode_event(value: bytes | None, kind: type[_Event], *, raw_text: bool) -> 
     """
     if value is None:
         raise BadInput("the record has no value (null); a JSON object or text is expected")
+    check_size(value, max_bytes)
     try:
         original: Any = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -111,10 +115,35 @@ def decode_event(value: bytes | None, kind: type[_Event], *, raw_text: bool) -> 
         aliases = first.validation_alias
         name = aliases.choices[0] if isinstance(aliases, AliasChoices) else "text"
         return original, kind.model_validate({name: text})
+    no_duplicate_keys(value)
     try:
         return original, kind.model_validate(original)
     except ValidationError as exc:
         raise BadInput(f"the value is not a valid {kind.__name__}: {_brief(exc)}") from None
+
+
+def check_size(value: bytes, max_bytes: int) -> None:
+    if len(value) > max_bytes:
+        raise BadInput(
+            f"the value is {len(value):,} bytes; at most {max_bytes:,} are accepted "
+            "(the route's max_event_bytes)"
+        )
+
+
+def no_duplicate_keys(value: bytes) -> None:
+    """A key given twice is ambiguous (parsers disagree on which one wins): refuse it.
+    The fast parser keeps the last one silently, so the value is parsed a second time by
+    the standard library with a hook that sees every key."""
+
+    def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, item in pairs:
+            if key in seen:
+                raise BadInput(f"the key {key!r} appears twice in one JSON object")
+            seen[key] = item
+        return seen
+
+    json.loads(value, object_pairs_hook=check)
 
 
 def _utf8(value: bytes) -> str:
