@@ -8,7 +8,9 @@ the rate budget, the breaker, tokens and dollars per handler and route).
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -24,8 +26,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from handlers.base import Handler
-from stream.config import MetricsSettings
+from stream.config import KafkaSettings, MetricsSettings
+from stream.errors import KafkaUnavailable
 from stream.histogram import Histogram
+from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
 from stream.processor import Processor
 
@@ -140,6 +144,28 @@ class RuntimeCollector(Collector):
             )  # fmt: skip
 
 
+class BrokerCheck:
+    """Whether the cluster answers a metadata request, asked at most every ``every_s``
+    (probes come every few seconds; each answer is reused meanwhile)."""
+
+    def __init__(self, kafka: KafkaSettings, every_s: float = 5.0) -> None:
+        self.kafka, self.every_s = kafka, every_s
+        self._checked_at = -every_s
+        self._problem: str | None = None
+
+    async def problem(self) -> str | None:
+        now = time.monotonic()
+        if now - self._checked_at >= self.every_s:
+            self._checked_at = now
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, check_reachable, self.kafka, 2.0)
+                self._problem = None
+            except KafkaUnavailable as exc:
+                self._problem = str(exc)
+        return self._problem
+
+
 def histogram(name: str, documentation: str, values: Histogram) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation)
     family.add_metric([], values.cumulative(), values.sum)
@@ -161,10 +187,15 @@ def make_app(
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    broker = BrokerCheck(processor.settings.kafka)
+
     async def readyz(_request: web.Request) -> web.Response:
-        ready = processor.assigned.is_set() and bool(processor.partitions)
-        return web.Response(status=200 if ready else 503, text="ready\n" if ready else
-                            "no partitions assigned yet\n")  # fmt: skip
+        if not (processor.assigned.is_set() and processor.partitions):
+            return web.Response(status=503, text="no partitions assigned yet\n")
+        problem = await broker.problem()
+        if problem is not None:
+            return web.Response(status=503, text=f"{problem}\n")
+        return web.Response(text="ready\n")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

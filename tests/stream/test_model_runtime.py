@@ -198,3 +198,12 @@ async def test_metrics_show_the_runtime_and_the_model(
                  'sluicegate_model_requests_total{status="ok"}', "sluicegate_model_seconds_bucket",
                  'sluicegate_model_requests_total{status="rate_limited"} 0.0'):  # fmt: skip
         assert name in text, name
+
+
+async def test_readiness_names_an_unreachable_broker() -> None:
+    """/readyz also asks the cluster; the answer names the address that did not answer."""
+    check = metrics.BrokerCheck(KafkaSettings(bootstrap_servers="127.0.0.1:1"), every_s=60)
+    problem = await check.problem()
+    assert problem is not None
+    assert "127.0.0.1:1" in problem
+    assert await check.problem() == problem  # reused, not asked again within every_s
