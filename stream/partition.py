@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
 
 from handlers.base import Handler
 from schemas.records import Headers, OutRecord, SourceRecord
@@ -40,6 +41,9 @@ class Partition:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     running: int = 0  # events started and not finished (queued ones wait in lanes)
     staged: dict[int, list[OutRecord]] = field(default_factory=dict)
+    # Exactly-once: the staged offsets whose outputs are not in the open transaction (a
+    # heap: they are produced in offset order).
+    unsent: list[int] = field(default_factory=list)
     paused: bool = False
     gone: bool = False  # revoked or lost: late results are ignored
     trace: Headers = ()  # the trace headers shared by all its outputs
@@ -53,21 +57,41 @@ class Partition:
         """Events held in memory for this partition: in flight plus staged."""
         return self.offsets.in_flight + len(self.staged)
 
-    def take_committable(self) -> tuple[int, list[OutRecord]] | None:
-        """The new committable offset and the staged outputs below it, or None."""
+    def new_committable(self) -> int | None:
+        """The committable offset, or None if there is none or it is committed already."""
         offset = self.offsets.committable()
-        if offset is None or offset == self.committed:
-            return None
-        ready = sorted(o for o in self.staged if o < offset)
-        return offset, [out for o in ready for out in self.staged[o]]
+        return None if offset is None or offset == self.committed else offset
 
-    def committed_to(self, offset: int) -> int:
-        """Forget staged outputs below ``offset`` (now committed); return how many."""
+    def stage(self, offset: int, outputs: list[OutRecord]) -> None:
+        """Exactly-once: keep the event's outputs until the transaction commits."""
+        self.staged[offset] = outputs
+        heappush(self.unsent, offset)
+
+    def take_unsent(self, below: int) -> list[OutRecord]:
+        """The outputs of the unsent staged offsets below ``below``, in offset order; they
+        count as sent from now on."""
+        unsent, staged = self.unsent, self.staged
+        outputs: list[OutRecord] = []
+        while unsent and unsent[0] < below:
+            outputs.extend(staged[heappop(unsent)])
+        return outputs
+
+    def staged_below(self, offset: int) -> list[OutRecord]:
+        """The outputs of every staged offset below ``offset``, in offset order."""
+        return [out for o in sorted(o for o in self.staged if o < offset) for out in self.staged[o]]
+
+    def all_unsent(self) -> None:
+        """The open transaction was aborted: none of the staged outputs is in it now."""
+        self.unsent = list(self.staged)
+        heapify(self.unsent)
+
+    def committed_to(self, offset: int) -> tuple[int, int]:
+        """Forget staged outputs below ``offset`` (now committed); return how many events
+        and outputs that released."""
         ready = [o for o in self.staged if o < offset]
-        for o in ready:
-            del self.staged[o]
+        outputs = sum(len(self.staged.pop(o)) for o in ready)
         self.committed = offset
-        return len(ready)
+        return len(ready), outputs
 
 
 def output_records(

@@ -4,24 +4,32 @@ One asyncio loop owns all state. An event's offset becomes committable only when
 output it produced is acknowledged (at-least-once) or staged for the next transaction
 (exactly-once, where outputs and offsets are committed together). Bounds on in-flight
 events pause partitions; polling never stops, so group membership stays alive.
+
+Events whose handler answers at once take a fast path: a polled batch is handled one
+run of consecutive records of a partition at a time, its offsets are started, finished
+and acknowledged in bulk, and its outputs share one ``Delivery``. Everything else (an
+awaited handler, a dead letter, an alert, a failed delivery) takes the general path, one
+event at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from handlers.base import Handler, Result
 from handlers.model import ModelPort
 from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
-from stream.delivery import Delivery
+from stream.delivery import Delivery, Failure
 from stream.dlq import DlqCap, dead_letter
 from stream.errors import (
     ConfigError,
@@ -32,14 +40,20 @@ from stream.errors import (
     TransactionAborted,
 )
 from stream.kafka.errors import map_kafka_error
-from stream.kafka.headers import message_headers, with_offset
+from stream.kafka.headers import SOURCE_OFFSET, header_tuples, with_offset
 from stream.kafka.sink import Sink
 from stream.kafka.source import Source
+from stream.offsets import increasing
 from stream.partition import TP, Partition, Route, output_records
 from stream.routes import build_routes
 from stream.stats import Stats, backoff
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.1  # how long a poll waits for records
+QUIET_S = 0.01  # exactly-once, outputs staged: how long without records means quiet
+# How long the loop may hold off polling while room in the in-flight bounds is on its way.
+ROOM_WAIT_S = 1.0
 
 
 class Processor:
@@ -74,11 +88,14 @@ class Processor:
         self._parts: dict[TP, Partition] = {}
         self._load = 0  # events held in memory across all partitions
         self._staged = 0  # exactly-once: events waiting for the next transaction
+        self._unacked = 0  # fast path: events whose outputs are queued, not yet acknowledged
+        self._room = asyncio.Event()  # set when acknowledgements release events
         self._cap = DlqCap(settings.dlq)
         self._pause_while = tuple(pause_while)
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
         self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[Any] | None = None  # exactly-once: the running commit
         self._last_commit = time.monotonic()
         self.assigned = asyncio.Event()
 
@@ -110,14 +127,38 @@ class Processor:
         await self._source.start()
         try:
             while not self._stop.is_set():
-                for msg in await self._source.poll(p.max_poll_records, 0.1):
-                    self._receive(msg)
+                await self._wait_for_room()
+                # Exactly-once outputs wait for the commit that an empty poll triggers:
+                # poll briefly while some could commit, so they do not wait long once
+                # the input stops.
+                wait_s = QUIET_S if self._eos and self._commit_would_move() else POLL_S
+                msgs = await self._source.poll(p.max_poll_records, wait_s)
+                if msgs and not self._eos:
+                    # The loop serves the delivery reports of what it queues itself, once
+                    # the batch is out, instead of fighting the poller thread for the GIL.
+                    self._sink.hold()
+                    try:
+                        self._receive(msgs)
+                    finally:
+                        self._sink.serve()
+                elif msgs:
+                    self._receive(msgs)
+                    self._send_staged()
                 self._backpressure()
                 due = time.monotonic() - self._last_commit >= p.commit_interval_ms / 1000
-                # Exactly-once keeps outputs until the commit; commit before they fill
-                # the in-flight bound rather than pausing until the timer.
-                if due or (self._eos and self._staged >= p.max_in_flight // 2):
-                    await self._commit()
+                if not self._eos:
+                    if due:
+                        await self._commit()
+                elif not self._committing and (
+                    due or self._staged_enough() or (not msgs and self._commit_would_move())
+                ):
+                    # Exactly-once keeps outputs until the commit: commit before they fill
+                    # the in-flight bounds rather than pausing until the timer, and when
+                    # a poll comes back empty rather than keep them from readers for
+                    # nothing. The transaction commits in the background while the loop
+                    # consumes on.
+                    self._committer = asyncio.create_task(self._commit())
+                    self._committer.add_done_callback(self._committed)
         finally:
             await self._shutdown()
         if self._fatal is not None:
@@ -129,53 +170,270 @@ class Processor:
             log.error("stopping: %s", error)
         self._stop.set()
 
-    def _receive(self, msg: Message) -> None:
-        err = msg.error()
-        if err is not None:
-            mapped = map_kafka_error(err, "consuming")
-            if err.fatal():
-                self._fail(mapped)
+    async def _wait_for_room(self) -> None:
+        """When the next poll could reach an in-flight bound and room is on its way (a
+        running commit releases the staged events; acknowledgements, the events whose
+        outputs are queued), wait for it a little before polling: a pause would cost
+        more, since librdkafka drops what it prefetched for a paused partition."""
+        more = self.settings.processing.max_poll_records
+        deadline = time.monotonic() + ROOM_WAIT_S
+        while (
+            self._near_bounds(more)
+            and not self._stop.is_set()
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            committer = self._committer
+            if committer is not None and not committer.done():
+                await asyncio.wait([committer], timeout=left)
+            elif self._unacked:
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), left)
             else:
-                log.warning("consumer: %s", mapped)
+                return
+
+    def _near_bounds(self, more: int) -> bool:
+        """True if ``more`` events would bring the events held in memory, in all or in
+        one partition, to their bound."""
+        p = self.settings.processing
+        if self._load + more >= p.max_in_flight:
+            return True
+        per_partition = p.max_in_flight_per_partition - more
+        return any(part.load >= per_partition for part in self._parts.values())
+
+    def _staged_enough(self) -> bool:
+        """Exactly-once: staged events fill half an in-flight bound; time to commit."""
+        p = self.settings.processing
+        if self._staged >= p.max_in_flight // 2:
+            return True
+        per_partition = p.max_in_flight_per_partition // 2
+        return any(len(part.staged) >= per_partition for part in self._parts.values())
+
+    def _commit_would_move(self) -> bool:
+        """True if some partition has a committable offset not committed yet."""
+        return any(part.new_committable() is not None for part in self._parts.values())
+
+    @property
+    def _committing(self) -> bool:
+        return self._committer is not None and not self._committer.done()
+
+    def _committed(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception() or RuntimeError("commit failed"))
+
+    # --- receiving: one polled batch, a run of one partition's records at a time ---------
+
+    def _receive(self, msgs: list[Message]) -> None:
+        run: list[Message] = []
+        topic, partition = "", -1
+        for msg in msgs:
+            if msg.error() is not None:
+                self._consume_error(msg)
+                continue
+            t, p = msg.topic() or "", msg.partition() or 0
+            if p != partition or t != topic:
+                if run:
+                    self._take(topic, partition, run)
+                topic, partition, run = t, p, []
+            run.append(msg)
+        if run:
+            self._take(topic, partition, run)
+
+    def _consume_error(self, msg: Message) -> None:
+        err = msg.error()
+        if err is None:
             return
-        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        mapped = map_kafka_error(err, "consuming")
+        if err.fatal():
+            self._fail(mapped)
+        else:
+            log.warning("consumer: %s", mapped)
+
+    def _take(self, topic: str, partition: int, run: list[Message]) -> None:
+        """Start consecutive records of one partition, in offset order."""
         part = self._parts.get((topic, partition))
-        if part is None:  # fetched just before a revoke: the new owner reads it again
+        if part is None or self._fatal is not None:
+            return  # fetched just before a revoke: the new owner reads it again
+        offsets = [msg.offset() or 0 for msg in run]
+        if offsets[0] <= part.offsets.highest or not increasing(offsets):
+            run, offsets = self._without_redeliveries(part, run, offsets)
+        part.offsets.started_many(offsets)
+        self._load += len(run)
+        self.stats.consumed += len(run)
+        if not part.route.handler.answers_now:
+            for msg, offset in zip(run, offsets, strict=True):
+                record = _source_record(topic, partition, offset, msg)
+                if part.lanes.admit(record):
+                    self._answered(part, record, None, None)
+        elif self._eos:
+            self._stage_run(part, self._instant(part, run, offsets))
+        else:
+            self._send_run(part, self._instant(part, run, offsets))
+
+    def _instant(
+        self, part: Partition, run: list[Message], offsets: list[int]
+    ) -> Iterator[tuple[SourceRecord, bytes, list[tuple[str, bytes]]]]:
+        """The fast path: run the handler's ``try_now`` on each record; yield (record,
+        value, headers) of the output when it is the common case (one output, to the
+        route's topic), and send every other event down the general path. The caller
+        advances the record's lane once the output is queued."""
+        topic, partition = part.tp
+        try_now = part.route.handler.try_now  # looked up once per run, not per record
+        lanes = None if part.route.settings.ordering == "unordered" else part.lanes
+        count_dead = self._cap.record
+        trace = part.trace
+        for msg, offset in zip(run, offsets, strict=True):
+            record = _source_record(topic, partition, offset, msg)
+            if lanes is not None and not lanes.admit(record):
+                continue  # waits in its lane
+            try:
+                result = try_now(record)
+            except Exception as exc:  # noqa: BLE001 - _answered deals with it
+                self._answered(part, record, None, exc)
+                continue
+            if result is None or result.value is None or result.alerts:
+                self._answered(part, record, result, None)
+                continue
+            try:
+                count_dead(False)
+            except SluicegateError as exc:  # the DLQ cap: stop, leave the rest uncommitted
+                self._fail(exc)
+                return
+            headers = [*record.headers, *trace, (SOURCE_OFFSET, b"%d" % offset)]
+            yield record, result.value, headers
+
+    def _stage_run(
+        self,
+        part: Partition,
+        answers: Iterator[tuple[SourceRecord, bytes, list[tuple[str, bytes]]]],
+    ) -> None:
+        """Exactly-once: stage the outputs for the next transaction; the events are done."""
+        topic, finished = part.route.settings.output_topic, []
+        ordered = part.route.settings.ordering != "unordered"
+        for record, value, headers in answers:
+            part.stage(record.offset, [OutRecord(topic, record.key, value, tuple(headers))])
+            finished.append(record.offset)
+            if ordered:
+                self._advance(part, record)
+        part.offsets.done_many(finished)
+        self._staged += len(finished)
+
+    def _send_run(
+        self,
+        part: Partition,
+        answers: Iterator[tuple[SourceRecord, bytes, list[tuple[str, bytes]]]],
+    ) -> None:
+        """At-least-once: queue the outputs under one ``Delivery``; the events are done
+        when it is (see ``_delivered_run``)."""
+        topic = part.route.settings.output_topic
+        ordered = part.route.settings.ordering != "unordered"
+        sent: list[SourceRecord] = []  # the records whose output ``delivery`` covers
+        values: list[bytes] = []  # and their outputs' values
+        delivery = Delivery(
+            self._sink.ready,
+            lambda failures: self._delivered_run(part, sent, values, failures),
+        )
+        report = delivery.report
+        produce = self._sink.producer.produce  # the raw call: Sink.produce's wrapper costs
+        for record, value, headers in answers:
+            try:
+                produce(
+                    topic, value, record.key, headers=headers,  # type: ignore[arg-type] # see Sink
+                    # A bound index tells which record a failed report belongs to.
+                    on_delivery=partial(report, len(sent)),
+                )  # fmt: skip
+            except (BufferError, KafkaException):  # the general path waits, or reports
+                part.running += 1
+                output = OutRecord(topic, record.key, value, tuple(headers))
+                self._send(part, record, [output], advance=ordered)
+                continue
+            sent.append(record)
+            values.append(value)
+            if ordered:
+                self._advance(part, record)
+        if sent:
+            part.running += len(sent)
+            self._unacked += len(sent)
+            delivery.seal(len(sent))
+
+    def _without_redeliveries(
+        self, part: Partition, run: list[Message], offsets: list[int]
+    ) -> tuple[list[Message], list[int]]:
+        """``run`` without the records at or below an offset already started.
+
+        librdkafka may rewind a fetch position after pause/resume or a rebalance (e.g.
+        librdkafka#4686); the first copy is still tracked, so the others are skipped.
+        """
+        top = part.offsets.highest
+        kept: list[Message] = []
+        kept_offsets: list[int] = []
+        for msg, offset in zip(run, offsets, strict=True):
+            if offset <= top:
+                self.stats.redelivered += 1
+                log.debug("skipping redelivered %s[%d]@%d", *part.tp, offset)
+                continue
+            top = offset
+            kept.append(msg)
+            kept_offsets.append(offset)
+        return kept, kept_offsets
+
+    def _delivered_run(
+        self,
+        part: Partition,
+        sent: list[SourceRecord],
+        values: list[bytes],
+        failures: list[Failure],
+    ) -> None:
+        """The fast path's outputs of one run reported: their offsets are done, but for
+        the failed ones, which go on one by one like any failed delivery."""
+        self._unacked -= len(sent)
+        self._room.set()
+        if part.gone:
             return
-        if part.offsets.seen(offset):
-            # librdkafka may rewind a fetch position after pause/resume or a rebalance
-            # (e.g. librdkafka#4686); the first copy is still tracked, so skip this one.
-            self.stats.redelivered += 1
-            log.debug("skipping redelivered %s[%d]@%d", topic, partition, offset)
-            return
-        kind, ts = msg.timestamp()
-        record = SourceRecord(
-            topic, partition, offset, msg.key(), msg.value(), message_headers(msg),
-            ts if kind else None,
-        )  # fmt: skip
-        part.offsets.started(offset)
-        self._load += 1
-        self.stats.consumed += 1
-        if part.lanes.admit(record):
-            self._start(part, record)
+        failed: dict[int, tuple[KafkaError, Message | None]] = {}
+        for index, error, msg in failures:
+            failed.setdefault(index, (error, msg))  # the first failure of each output
+        done = [r.offset for i, r in enumerate(sent) if i not in failed]
+        part.offsets.done_many(done)
+        part.running -= len(done)
+        self._load -= len(done)
+        self.stats.produced += len(done)
+        topic = part.route.settings.output_topic
+        for index, (error, msg) in failed.items():
+            record = sent[index]
+            headers = record.headers + with_offset(part.trace, record)
+            output = OutRecord(topic, record.key, values[index], headers)
+            self._delivered(part, record, [output], [(index, error, msg)])
 
     def _start(self, part: Partition, record: SourceRecord) -> None:
-        part.running += 1
+        """Run the handler on ``record``, which its lane admitted."""
         handler = part.route.handler
-        if handler.answers_now:
-            try:
-                result = handler.try_now(record)
-            except EventError as exc:
-                self._settle(part, record, [self._dead_letter(part.route, record, exc, 1)], True)
-                return
-            except Exception:  # noqa: BLE001 - the awaited path below handles it properly
-                result = None
-            if result is not None:
-                self._settle(part, record, self._outputs(part, record, result), False)
-                return
-        task = asyncio.create_task(self._process(part, record))
-        part.tasks.add(task)
-        task.add_done_callback(part.tasks.discard)
+        if not handler.answers_now:
+            self._answered(part, record, None, None)
+            return
+        try:
+            result = handler.try_now(record)
+        except Exception as exc:  # noqa: BLE001 - _answered deals with it
+            self._answered(part, record, None, exc)
+            return
+        self._answered(part, record, result, None)
+
+    def _answered(
+        self,
+        part: Partition,
+        record: SourceRecord,
+        result: Result | None,
+        error: Exception | None,
+    ) -> None:
+        """Go on after ``try_now`` gave ``result`` (None: no answer now) or raised
+        ``error``: settle the event, or await the handler in a task."""
+        part.running += 1
+        if isinstance(error, EventError):
+            self._settle(part, record, [self._dead_letter(part.route, record, error, 1)], True)
+        elif result is not None and error is None:
+            self._settle(part, record, self._outputs(part, record, result), False)
+        else:  # no answer yet, or an unexpected error: the awaited path handles it properly
+            self._spawn(part, self._process(part, record))
 
     async def _process(self, part: Partition, record: SourceRecord) -> None:
         try:
@@ -196,7 +454,7 @@ class Processor:
             return
         self.stats.dead_lettered += dead
         if self._eos:
-            part.staged[record.offset] = outputs
+            part.stage(record.offset, outputs)
             self._staged += 1
             self._finished(part, record)
             self._advance(part, record)
@@ -268,16 +526,20 @@ class Processor:
                 self._advance(part, record)
             return
         delivery = Delivery(
-            len(outputs), lambda failure: self._delivered(part, record, outputs, failure)
+            self._sink.ready,
+            lambda failures: self._delivered(part, record, outputs, failures),
+            len(outputs),
         )
         for i, out in enumerate(outputs):
             try:
-                self._sink.send_nowait(out, delivery)
+                self._sink.send_nowait(out, partial(delivery.report, i))
             except BufferError:  # librdkafka's queue is full: wait for room in a task
-                self._spawn(part, self._send_rest(part, record, outputs[i:], delivery, advance))
+                rest = self._send_rest(part, record, outputs, i, delivery, advance=advance)
+                self._spawn(part, rest)
                 return
             except KafkaError as exc:  # refused before queueing, e.g. too large
                 delivery.refused(exc, unsent=len(outputs) - i)
+                self._sink.wake()
                 break
         if advance:
             self._advance(part, record)
@@ -286,15 +548,18 @@ class Processor:
         self,
         part: Partition,
         record: SourceRecord,
-        rest: list[OutRecord],
+        outputs: list[OutRecord],
+        start: int,
         delivery: Delivery,
+        *,
         advance: bool,
     ) -> None:
-        for i, out in enumerate(rest):
+        for i in range(start, len(outputs)):
             try:
-                await self._sink.send(out, delivery)
+                await self._sink.send(outputs[i], partial(delivery.report, i))
             except KafkaError as exc:
-                delivery.refused(exc, unsent=len(rest) - i)
+                delivery.refused(exc, unsent=len(outputs) - i)
+                self._sink.wake()
                 break
         if advance:
             self._advance(part, record)
@@ -309,16 +574,17 @@ class Processor:
         part: Partition,
         record: SourceRecord,
         outputs: list[OutRecord],
-        error: KafkaError | None,
+        failures: list[Failure],
     ) -> None:
         """Every output of ``record`` reported. On failure retry if it may help, else
         dead-letter; never drop."""
-        if error is None:
+        if not failures:
             self.stats.produced += len(outputs)
             self._finished(part, record)
             return
         if part.gone:
             return
+        error = failures[0][1]
         if error.retriable:
             retry = outputs
         elif all(o.topic == self.settings.dlq.topic for o in outputs):
@@ -385,10 +651,10 @@ class Processor:
         chosen = list(self._parts.values()) if parts is None else parts
         offsets = {}
         for part in chosen:
-            ready = part.take_committable()
-            if ready is not None:
-                offsets[part.tp] = ready[0]
-                part.committed_to(ready[0])
+            offset = part.new_committable()
+            if offset is not None:
+                offsets[part.tp] = offset
+                part.committed_to(offset)
         if offsets:
             self.stats.commits += 1
             if parts is None:
@@ -398,12 +664,12 @@ class Processor:
     async def _commit_transaction(self) -> None:
         async with self._commit_lock:
             taken: dict[TP, int] = {}
-            records: list[OutRecord] = []
+            records: list[OutRecord] = []  # what the open transaction lacks
             for part in self._parts.values():
-                ready = part.take_committable()
-                if ready is not None:
-                    taken[part.tp] = ready[0]
-                    records.extend(ready[1])
+                offset = part.new_committable()
+                if offset is not None:
+                    taken[part.tp] = offset
+                    records.extend(part.take_unsent(offset))
             if not taken:
                 return
             for attempt in range(1, 6):
@@ -420,18 +686,36 @@ class Processor:
                     await self._sink.close()
                     self._sink = self._new_sink()
                     await self._sink.start()
+                # Whatever was produced into the failed transaction is gone: send it all.
+                records = [
+                    out
+                    for tp, offset in taken.items()
+                    if (owner := self._parts.get(tp)) is not None
+                    for out in owner.staged_below(offset)
+                ]
                 await asyncio.sleep(backoff(attempt))
             else:
                 self._fail(TransactionAborted("five transactions in a row failed; stopping"))
                 return
             self.stats.transactions += 1
-            self.stats.produced += len(records)
             for tp, offset in taken.items():
                 owner = self._parts.get(tp)
                 if owner is not None:
-                    released = owner.committed_to(offset)
-                    self._load -= released
-                    self._staged -= released
+                    events, outputs = owner.committed_to(offset)
+                    self._load -= events
+                    self._staged -= events
+                    self.stats.produced += outputs
+
+    def _send_staged(self) -> None:
+        """Exactly-once: produce the staged outputs of the committable prefix into the
+        open transaction now, so that the commit has little left to send and wait for.
+        Not while a commit runs: its transaction takes no more records."""
+        if self._committing:
+            return
+        for part in self._parts.values():
+            offset = part.new_committable()
+            if offset is not None and part.unsent and part.unsent[0] < offset:
+                self._sink.stage(part.take_unsent(offset))
 
     # --- rebalances: called on the loop from the consumer thread ---------------------------
 
@@ -452,6 +736,11 @@ class Processor:
     async def _on_lost(self, tps: list[TP]) -> None:
         self._forget([self._parts[tp] for tp in tps if tp in self._parts])
         log.warning("lost %s without a chance to commit", sorted(tps))
+        if self._eos:  # the open transaction may hold outputs of theirs: drop it
+            async with self._commit_lock:
+                await self._sink.abort()
+                for part in self._parts.values():
+                    part.all_unsent()
 
     def _revoke_deadline(self) -> float:
         return time.monotonic() + self.settings.processing.shutdown_timeout_s
@@ -481,6 +770,9 @@ class Processor:
         parts = list(self._parts.values())
         deadline = time.monotonic() + self.settings.processing.shutdown_timeout_s
         try:
+            if self._committer is not None:  # its failure, if any, went to _fail already
+                with contextlib.suppress(Exception):
+                    await self._committer
             if self._fatal is None or isinstance(self._fatal, SluicegateError):
                 await self._drain(parts, deadline)
                 offsets = await self._commit(parts)
@@ -494,3 +786,12 @@ class Processor:
             await self._sink.close()
             for route in {id(r): r for r in self._routes.values()}.values():
                 await route.handler.aclose()
+
+
+def _source_record(topic: str, partition: int, offset: int, msg: Message) -> SourceRecord:
+    raw = msg.headers()
+    kind, ts = msg.timestamp()
+    return SourceRecord(
+        topic, partition, offset, msg.key(), msg.value(), header_tuples(raw) if raw else (),
+        ts if kind else None,
+    )  # fmt: skip

@@ -19,8 +19,13 @@ def _as_bytes(value: str | bytes | None) -> bytes:
 def message_headers(msg: Message) -> Headers:
     """A message's headers as received; librdkafka may hand back None for "no headers"."""
     raw = msg.headers()
-    if not raw:
-        return ()
+    return header_tuples(raw) if raw else ()
+
+
+def header_tuples(
+    raw: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None],
+) -> Headers:
+    """Headers as confluent-kafka hands them over (a None value for an empty one)."""
     items = raw.items() if isinstance(raw, dict) else raw
     return tuple((name, _as_bytes(value)) for name, value in items)
 

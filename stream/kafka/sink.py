@@ -1,9 +1,12 @@
 """The producer side: idempotent, or transactional for exactly-once.
 
-librdkafka calls delivery callbacks from whichever thread polls the producer. A thread
-of ours polls it; the callbacks only collect results, and each poll hands the whole batch
-to the event loop with one ``call_soon_threadsafe``, so futures and offsets are only ever
-touched on the loop. Blocking transactional calls run on a separate thread.
+librdkafka calls delivery callbacks from whichever thread polls the producer; they only
+count reports into ``Delivery`` objects (stream/delivery.py), and a complete delivery
+waits in ``ready`` until the event loop runs it, so offsets are only ever touched on the
+loop. While the loop queues a burst of outputs (``hold`` .. ``serve``) it serves the
+reports itself, right after the burst; otherwise a thread of ours polls and wakes the loop
+with one ``call_soon_threadsafe`` per poll that completed something. Blocking
+transactional calls run on a separate thread.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +22,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from stream.config import KafkaSettings, LibrdkafkaValue
+from stream.delivery import Delivery
 from stream.errors import KafkaError, ProducerFenced, TransactionAborted
 from stream.kafka.errors import map_kafka_error
 from stream.records import OutRecord
@@ -25,7 +30,8 @@ from stream.records import OutRecord
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
-DeliveryCallback = Callable[[KafkaError | None], None]
+# librdkafka's delivery callback: (error or None, the message as delivered)
+OnDelivery = Callable[[RdKafkaError | None, Message], None]
 
 
 def producer_config(
@@ -43,11 +49,15 @@ def producer_config(
     if transactional_id is not None:
         conf["transactional.id"] = transactional_id
         conf["transaction.timeout.ms"] = transaction_timeout_ms
+        # The commit fails if any record of the transaction was not delivered, so a
+        # report per delivered record is of no use, and each would take the GIL from the
+        # loop on the thread that serves it.
+        conf["delivery.report.only.error"] = True
     return conf
 
 
 class Sink:
-    """Produces records; reports each delivery on the event loop."""
+    """Produces records; reports deliveries on the event loop."""
 
     def __init__(
         self,
@@ -63,12 +73,20 @@ class Sink:
         self._txn_timeout_s = transaction_timeout_ms / 1000
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._results: list[tuple[DeliveryCallback, KafkaError | None]] = []
-        self._results_lock = threading.Lock()
+        # Complete deliveries, appended by the polling thread, run on the loop.
+        self.ready: deque[Delivery] = deque()
+        self._wake_pending = False
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        # Clear while the loop serves the reports itself: the poller thread waits, so the
+        # two threads do not take the GIL from each other once per report.
+        self._loop_free = threading.Event()
+        self._loop_free.set()
         self._blocking = ThreadPoolExecutor(1, thread_name_prefix="sluicegate-txn")
         self._in_txn = False
+        # Why records staged into the open transaction may be missing from it: the next
+        # commit aborts it instead.
+        self._spoiled: Exception | None = None
 
     @property
     def producer(self) -> Producer:
@@ -89,23 +107,35 @@ class Sink:
 
     # --- at-least-once: produce now, report each delivery ------------------------------
 
-    def send_nowait(self, record: OutRecord, on_delivery: DeliveryCallback | None = None) -> None:
-        """Queue ``record``; ``on_delivery`` is called on the loop with None or the error.
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        on_delivery: OnDelivery | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery`` is librdkafka's callback (see ``Delivery``).
 
-        Raises ``BufferError`` when librdkafka's queue is full (use ``send`` to wait).
+        Raises ``BufferError`` when librdkafka's queue is full (use ``send`` to wait), and
+        ``KafkaError`` when the record is refused (too large, say).
         """
         try:
             self.producer.produce(
-                record.topic,
-                value=record.value,
-                key=record.key,
-                headers=list(record.headers),
-                on_delivery=None if on_delivery is None else _Collect(self, on_delivery),
+                topic,
+                value,
+                key,
+                headers=headers,  # type: ignore[arg-type] # the stub wants values Optional
+                on_delivery=on_delivery,
             )
         except KafkaException as exc:
-            raise map_kafka_error(exc, f"producing to {record.topic}") from None
+            raise map_kafka_error(exc, f"producing to {topic}") from None
 
-    async def send(self, record: OutRecord, on_delivery: DeliveryCallback | None = None) -> None:
+    def send_nowait(self, record: OutRecord, on_delivery: OnDelivery | None = None) -> None:
+        """``produce`` of an ``OutRecord``."""
+        self.produce(record.topic, record.value, record.key, list(record.headers), on_delivery)
+
+    async def send(self, record: OutRecord, on_delivery: OnDelivery | None = None) -> None:
         """``send_nowait``, waiting (without blocking the loop) while the queue is full."""
         while True:
             try:
@@ -115,22 +145,64 @@ class Sink:
             else:
                 return
 
-    def _collect(self, on_delivery: DeliveryCallback, error: KafkaError | None) -> None:
-        with self._results_lock:
-            self._results.append((on_delivery, error))
+    def hold(self) -> None:
+        """(loop) The loop is about to queue a burst of records and will ``serve`` the
+        reports itself afterwards; the poller thread leaves them alone until then."""
+        self._loop_free.clear()
+
+    def serve(self) -> None:
+        """(loop) Serve the delivery reports that are in, run the complete deliveries,
+        and hand the polling back to the poller thread."""
+        try:
+            self.producer.poll(0)
+        finally:
+            self._loop_free.set()
+        self._run_ready()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
+            if not self._loop_free.wait(0.05):
+                continue
             self.producer.poll(0.05)
-            self._hand_over()
+            if self.ready and not self._wake_pending:
+                self.wake()
 
-    def _hand_over(self) -> None:
-        with self._results_lock:
-            batch, self._results = self._results, []
-        if batch and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(_deliver, batch)
+    def wake(self) -> None:
+        """(any thread) Have the loop run the complete deliveries soon."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._run_ready)
+
+    def _run_ready(self) -> None:
+        # Cleared before draining: a delivery queued after this line wakes the loop again.
+        self._wake_pending = False
+        ready = self.ready
+        while ready:
+            ready.popleft().fire()
 
     # --- exactly-once: outputs and offsets in one transaction --------------------------
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                raise map_kafka_error(exc, "beginning a transaction") from None
+            self._in_txn = True
+
+    def stage(self, records: Iterable[OutRecord]) -> None:
+        """Produce ``records`` into the open transaction (begun if need be), ahead of its
+        commit. If that fails, the next ``commit_transaction`` aborts the transaction and
+        raises ``TransactionAborted``: the caller then sends everything again."""
+        if self._spoiled is not None:
+            return
+        try:
+            self._begin()
+            produce = self.producer.produce
+            for record in records:
+                produce(record.topic, record.value, record.key, headers=list(record.headers))
+        except (BufferError, KafkaException, KafkaError) as exc:
+            self._spoiled = exc
 
     async def commit_transaction(
         self,
@@ -143,12 +215,20 @@ class Sink:
         Raises ``TransactionAborted`` (nothing was committed; retry) or ``ProducerFenced``
         (this producer is unusable; recreate it).
         """
+        if self._spoiled is not None:
+            spoiled = self._spoiled
+            await self.abort()
+            raise TransactionAborted(f"staging records into the transaction: {spoiled}")
         try:
-            if not self._in_txn:
-                self.producer.begin_transaction()
-                self._in_txn = True
+            self._begin()
+            produce = self.producer.produce
             for record in records:
-                await self.send(record)
+                try:  # one call per record; a coroutine each would cost more than producing
+                    produce(record.topic, record.value, record.key, headers=list(record.headers))
+                except BufferError:
+                    await self.send(record)
+                except KafkaException as exc:
+                    raise map_kafka_error(exc, f"producing to {record.topic}") from None
             parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             if parts:
                 await self._blocking_call(
@@ -165,10 +245,12 @@ class Sink:
         except ProducerFenced:
             raise
         except KafkaError as exc:
-            await self._abort()
+            await self.abort()
             raise TransactionAborted(str(exc), exc.code) from None
 
-    async def _abort(self) -> None:
+    async def abort(self) -> None:
+        """Abort the open transaction, if any."""
+        self._spoiled = None
         if not self._in_txn:
             return
         await self._blocking_call(
@@ -189,7 +271,7 @@ class Sink:
         """Wait for queued records; return how many are still undelivered."""
         loop = asyncio.get_running_loop()
         remaining: int = await loop.run_in_executor(self._blocking, self.producer.flush, wait_s)
-        self._hand_over()
+        self._run_ready()
         return remaining
 
     async def close(self, wait_s: float = 30.0) -> int:
@@ -200,36 +282,17 @@ class Sink:
         remaining = 0
         try:
             if self.transactional and self._in_txn:
-                await self._abort()
+                await self.abort()
             remaining = await self.flush(wait_s)
         except KafkaError as exc:
             log.warning("closing the producer: %s", exc)
         finally:
             self._stop.set()
+            self._loop_free.set()
             if self._poller is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
-            self._hand_over()
+            self._run_ready()
             self._blocking.shutdown(wait=True)
             self._producer.close()
             self._producer = None
         return remaining
-
-
-class _Collect:
-    """The per-record delivery callback librdkafka calls on the polling thread; it only
-    collects the result for the loop."""
-
-    __slots__ = ("on_delivery", "sink")
-
-    def __init__(self, sink: Sink, on_delivery: DeliveryCallback) -> None:
-        self.sink = sink
-        self.on_delivery = on_delivery
-
-    def __call__(self, err: RdKafkaError | None, _msg: Message) -> None:
-        mapped = None if err is None else map_kafka_error(err, "delivering")
-        self.sink._collect(self.on_delivery, mapped)
-
-
-def _deliver(batch: list[tuple[DeliveryCallback, KafkaError | None]]) -> None:
-    for callback, error in batch:
-        callback(error)
