@@ -12,31 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import TypeVar
+
+from handlers import local
+from schemas.outputs import MODERATION_CATEGORIES
 
 T = TypeVar("T")
 
-MODERATION_CATEGORIES = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/intent",
-    "self-harm/instructions",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
 _CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
     "harassment": ("idiot", "stupid", "moron", "loser", "shut up", "pathetic", "worthless"),
     "harassment/threatening": ("i will hurt you", "i'll kill you", "watch your back"),
@@ -97,40 +84,15 @@ def stable_pick(options: Sequence[T], *parts: object) -> T:
     return options[int(stable_fraction(*parts) * len(options))]
 
 
-@cache
-def _vader() -> Callable[[str], dict[str, float]] | None:
-    try:
-        from vaderSentiment.vaderSentiment import (  # type: ignore[import-untyped]  # noqa: PLC0415
-            SentimentIntensityAnalyzer,
-        )
-    except ImportError:
-        return None
-    analyzer: Any = SentimentIntensityAnalyzer()
-    scores: Callable[[str], dict[str, float]] = analyzer.polarity_scores
-    return scores
-
-
-@cache
-def _profanity() -> Callable[[list[str]], Sequence[float]] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scikit-learn may warn about pickled versions
-            import profanity_check  # type: ignore[import-untyped]  # noqa: PLC0415
-    except Exception:  # noqa: BLE001 - optional extra: missing or broken means fall back
-        return None
-    predict: Callable[[list[str]], Sequence[float]] = profanity_check.predict_prob
-    return predict
-
-
 def warm() -> None:
     """Load the optional models now (about a second), not on the first request."""
-    _vader()
-    _profanity()
+    local.vader()
+    local.profanity()
 
 
 @lru_cache(maxsize=_SEEN_MAX)
 def sentiment(text: str) -> Sentiment:
-    vader = _vader()
+    vader = local.vader()
     if vader is None:
         return keyword_sentiment(text)
     scores = vader(text)
@@ -158,7 +120,7 @@ def prime(texts: Iterable[str]) -> None:
     missing = list(dict.fromkeys(t for t in texts if t not in _PROFANE_SEEN))
     if not missing:
         return
-    predict = _profanity()
+    predict = local.profanity()
     found = predict(missing) if predict is not None else map(keyword_profanity, missing)
     for text, probability in zip(missing, found, strict=True):
         _PROFANE_SEEN[text] = float(probability)
