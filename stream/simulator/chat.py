@@ -53,15 +53,7 @@ def _admit(state: SimState, chat: ChatRequest, prompt_tokens: int, fault: str | 
             headers={"retry-after": "1", "retry-after-ms": "1000"},
         )
     reserve = prompt_tokens + (chat.max_completion_tokens or settings.default_max_completion_tokens)
-    rejection = state.limiter.admit(reserve, chat.model)
-    if rejection is not None:
-        raise ApiError(
-            429,
-            rejection.message,
-            kind=rejection.kind,
-            code="rate_limit_exceeded",
-            headers=rejection.headers,
-        )
+    state.limiter.enforce(reserve, chat.model)
 
 
 def _answer(chat: ChatRequest, salt: object) -> tuple[Any, str]:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stream.simulator.errors import ApiError
+
 Clock = Callable[[], float]
 LimitKind = Literal["requests", "tokens"]
 _LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
@@ -102,6 +104,13 @@ class RateLimiter:
         if self.tokens:
             out |= self.tokens.headers("tokens")
         return out
+
+    def enforce(self, tokens: int, model: str) -> None:
+        """``admit``, answering a refusal with the 429 the real API sends."""
+        rejection = self.admit(tokens, model)
+        if rejection is not None:
+            raise ApiError(429, rejection.message, kind=rejection.kind,
+                           code="rate_limit_exceeded", headers=rejection.headers)  # fmt: skip
 
     def admit(self, tokens: int, model: str) -> Rejection | None:
         """Take one request and ``tokens`` from the budget, or say why not (taking nothing)."""

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from stream.model.tokens import estimate_tokens
 from stream.simulator import oracle
-from stream.simulator.errors import ApiError, bad_request, json_response, read_json
+from stream.simulator.errors import bad_request, json_response, read_json
 from stream.simulator.state import STATE
 
 DEFAULT_MODEL = "omni-moderation-latest"
@@ -90,15 +90,7 @@ async def handle(request: web.Request) -> web.Response:
     model = body.get("model") or DEFAULT_MODEL
     if not isinstance(model, str):
         raise bad_request("Invalid 'model': expected a string.", "model", "invalid_type")
-    rejection = state.limiter.admit(sum(estimate_tokens(t) for t in texts), model)
-    if rejection is not None:
-        raise ApiError(
-            429,
-            rejection.message,
-            kind=rejection.kind,
-            code="rate_limit_exceeded",
-            headers=rejection.headers,
-        )
+    state.limiter.enforce(sum(estimate_tokens(t) for t in texts), model)
     oracle.expect(texts)
     await state.sleep(state.latency_s(0, flex=False))
     return json_response(
