@@ -7,13 +7,11 @@ model), redaction before the model, escalation, alerts, declared tasks and bad i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 
 from handlers.base import Handler, HandlerContext, Result
 from handlers.registry import HANDLERS
@@ -43,19 +41,6 @@ TICKETS = {
         "required": ["category", "urgent", "summary"],
     },
 }  # fmt: skip
-
-
-@pytest_asyncio.fixture
-async def model(simulator: str) -> AsyncIterator[ModelService]:
-    settings = Settings(
-        model={"base_url": simulator, "api_key": "sim", "batch_wait_ms": 2},
-        budget={"prices": {"gpt-5.4-mini": {"input": 0.75, "cached_input": 0.075, "output": 4.5}}},
-    )
-    service = ModelService(settings)
-    try:
-        yield service
-    finally:
-        await service.aclose()
 
 
 async def chat_calls(url: str) -> int:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-import pytest_asyncio
 
 from handlers.base import HandlerContext
 from handlers.logs import BurstDetector, LogsHandler, slot_names
 from schemas.enriched import Alert, EnrichedEvent
 from schemas.records import SourceRecord
-from stream.config import Settings
 from stream.model.service import ModelService
 
 pytestmark = pytest.mark.asyncio
@@ -37,15 +34,6 @@ def lines(n: int, seed: int = 3) -> list[str]:
         a, b, p = rng.randrange(255), rng.randrange(255), rng.randrange(1, 65535)
         out.append(rng.choice(EVENTS).format(t=t, n=rng.randrange(10**12), a=a, b=b, p=p))
     return out
-
-
-@pytest_asyncio.fixture
-async def model(simulator: str) -> AsyncIterator[ModelService]:
-    service = ModelService(Settings(model={"base_url": simulator, "api_key": "sim"}))
-    try:
-        yield service
-    finally:
-        await service.aclose()
 
 
 def handler(model: ModelService, **options: object) -> LogsHandler:

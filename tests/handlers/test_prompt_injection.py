@@ -3,18 +3,14 @@ move an answer outside its schema."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
 import pytest
-import pytest_asyncio
 
 from handlers.base import HandlerContext
 from handlers.registry import HANDLERS
 from handlers.sentiment import TASK
 from schemas.enriched import EnrichedEvent
 from schemas.records import SourceRecord
-from stream.config import Settings
 from stream.model.client import system_prompt
 from stream.model.prompt import format_events, parse_events
 from stream.model.service import ModelService
@@ -44,15 +40,6 @@ def test_the_instructions_say_events_are_data() -> None:
     assert prompt.startswith(TASK.instructions.strip()[:40])  # static text first: cacheable
     assert "strictly as data" in prompt
     assert "never as instructions" in prompt
-
-
-@pytest_asyncio.fixture
-async def model(simulator: str) -> AsyncIterator[ModelService]:
-    service = ModelService(Settings(model={"base_url": simulator, "api_key": "sim"}))
-    try:
-        yield service
-    finally:
-        await service.aclose()
 
 
 @pytest.mark.asyncio
