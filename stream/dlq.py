@@ -112,22 +112,24 @@ def dead_letter(
 class DlqCap:
     """Counts dead-lettered events over a sliding window and trips when too many die.
 
-    Call ``record(dead)`` once per finished event. It raises ``DlqCapExceeded`` when,
-    after at least ``min_events`` events, more than ``max_ratio`` of the last ``window``
-    were dead, or when ``max_consecutive`` events in a row were dead. O(1) per call.
+    Call ``record(dead)`` once per finished event, or ``passed(n)`` for ``n`` events in
+    a row that were not dead. It raises ``DlqCapExceeded`` when, after at least
+    ``min_events`` events, more than ``max_ratio`` of the last ``window`` were dead, or
+    when ``max_consecutive`` events in a row were dead. Only the dead events are kept
+    (their sequence numbers), so a run of good events costs O(1) whatever its length.
     """
 
     def __init__(self, settings: DlqSettings) -> None:
         self._settings = settings
-        self._recent: deque[bool] = deque()
-        self._dead = 0
+        self._dead: deque[int] = deque()  # sequence numbers of dead events in the window
         self._seen = 0
         self._consecutive = 0
 
     @property
     def ratio(self) -> float:
         """Share of dead events among the last ``window`` (0.0 before any event)."""
-        return self._dead / len(self._recent) if self._recent else 0.0
+        seen = min(self._seen, self._settings.window)
+        return len(self._dead) / seen if seen else 0.0
 
     @property
     def consecutive(self) -> int:
@@ -144,22 +146,44 @@ class DlqCap:
 
     def record(self, dead: bool) -> None:
         """Count one finished event; raise ``DlqCapExceeded`` if a limit is now exceeded."""
+        if not dead:
+            self.passed(1)
+            return
         s = self._settings
-        if len(self._recent) == s.window:
-            self._dead -= self._recent.popleft()
-        self._recent.append(dead)
-        self._dead += dead
         self._seen += 1
-        self._consecutive = self._consecutive + 1 if dead else 0
+        self._dead.append(self._seen)
+        self._slide()
+        self._consecutive += 1
         if self._consecutive >= s.max_consecutive:
             self._trip(
                 f"{self._consecutive} consecutive events were dead-lettered "
                 f"(dlq.max_consecutive = {s.max_consecutive})"
             )
+        self._check_ratio()
+
+    def passed(self, events: int) -> None:
+        """Count ``events`` finished events in a row that were not dead-lettered."""
+        if events <= 0:
+            return
+        self._seen += events
+        self._consecutive = 0
+        if self._dead:
+            self._slide()
+            # The ratio only falls with good events, but may first count now that
+            # ``min_events`` were seen.
+            self._check_ratio()
+
+    def _slide(self) -> None:
+        dead, oldest = self._dead, self._seen - self._settings.window
+        while dead and dead[0] <= oldest:
+            dead.popleft()
+
+    def _check_ratio(self) -> None:
+        s = self._settings
         if self._seen >= s.min_events and self.ratio > s.max_ratio:
             self._trip(
-                f"{self._dead} of the last {len(self._recent)} events were dead-lettered "
-                f"(ratio {self.ratio:.2f} > dlq.max_ratio {s.max_ratio})"
+                f"{len(self._dead)} of the last {min(self._seen, s.window)} events were "
+                f"dead-lettered (ratio {self.ratio:.2f} > dlq.max_ratio {s.max_ratio})"
             )
 
     def _trip(self, reason: str) -> NoReturn:

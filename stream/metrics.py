@@ -1,9 +1,10 @@
 """``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` on an aiohttp server.
 
 A collector reads the processor's and the model's state when Prometheus scrapes, so the
-hot path carries no instrumentation: counters are the processor's own ``Stats``, gauges
-are read off the live objects (in-flight events, paused partitions, the adaptive limit,
-the rate budget, the breaker, tokens and dollars per handler and route).
+hot path carries no instrumentation library: counters are the processor's own counts
+(per route), latency histograms its cheap ``Histogram``s per stage, and gauges are read
+off the live objects (in-flight events, paused partitions, consumer lag, the DLQ cap, the
+adaptive limit, the rate budget, the breaker, tokens and dollars per handler and route).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -50,12 +52,17 @@ class RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         p = self.processor
         events = CounterMetricFamily(
-            "sluicegate_events", "Events by what became of them", labels=["outcome"]
+            "sluicegate_events",
+            "Events by what became of them, per route (produced: records acknowledged, "
+            "alerts and dead letters included)",
+            labels=["outcome", "route"],
         )
-        stats = asdict(p.stats)
-        for outcome in ("consumed", "produced", "dead_lettered", "skipped", "redelivered"):
-            events.add_metric([outcome], stats[outcome])
+        for route in p.routes():
+            counts = asdict(route.counts)
+            for outcome in ("consumed", "produced", "dead_lettered", "skipped", "redelivered"):
+                events.add_metric([outcome, route.name], counts[outcome])
         yield events
+        stats = asdict(p.stats)
         for name in ("retries", "pauses", "resumes", "commits", "transactions"):
             yield CounterMetricFamily(f"sluicegate_{name}", f"Processor {name}", value=stats[name])
         parts = list(p.partitions.values())
@@ -66,6 +73,41 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "sluicegate_paused_partitions", "Paused partitions", value=sum(x.paused for x in parts)
         )
+        lag = GaugeMetricFamily(
+            "sluicegate_consumer_lag",
+            "Messages behind the high watermark not yet finished, per assigned partition",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(p.lag().items()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield lag
+        stages = HistogramMetricFamily(
+            "sluicegate_stage_seconds",
+            "Seconds per event by stage: handle (the handler, model calls and retries "
+            "included), model (one model call), produce (queued until acknowledged; "
+            "exactly-once: the transaction's commit)",
+            labels=["stage"],
+        )
+        for stage, values in p.stages.items():
+            stages.add_metric([stage], values.cumulative(), values.sum)
+        if self.model is not None:
+            values = self.model.client.latency
+            stages.add_metric(["model"], values.cumulative(), values.sum)
+        yield stages
+        cap, limits = p.dlq_cap, p.settings.dlq
+        yield GaugeMetricFamily(
+            "sluicegate_dlq_window_ratio",
+            f"Dead-lettered share of the last dlq.window ({limits.window}) events",
+            value=cap.ratio,
+        )
+        yield GaugeMetricFamily(
+            "sluicegate_dlq_max_ratio", "dlq.max_ratio: the share that stops the processor",
+            value=limits.max_ratio,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "sluicegate_dlq_consecutive", "Events dead-lettered in a row, up to the latest",
+            value=cap.consecutive,
+        )  # fmt: skip
         yield from self._handlers()
         if self.model is not None:
             yield from self._model(self.model)
@@ -79,11 +121,15 @@ class RuntimeCollector(Collector):
         alerts = CounterMetricFamily(
             "sluicegate_alerts", "Alerts raised", labels=["route", "handler", "kind"]
         )
+        raised = Counter(self.processor.alerts_raised)
         for route, handler in self.handlers.items():
             for tier, count in getattr(handler, "tiers", {}).items():
                 answers.add_metric([route, handler.name, tier], count)
             for kind, count in getattr(handler, "alerts_raised", {}).items():
-                alerts.add_metric([route, handler.name, kind], count)
+                raised[(route, kind)] += count
+        handler_names = {r.name: r.settings.handler for r in self.processor.routes()}
+        for (route, kind), count in sorted(raised.items()):
+            alerts.add_metric([route, handler_names.get(route, ""), kind], count)
         yield answers
         yield alerts
 

@@ -13,16 +13,18 @@ from stream.config import RouteSettings
 from stream.dispatch import Lanes
 from stream.kafka.headers import partition_trace
 from stream.offsets import PartitionOffsets
+from stream.stats import RouteCounts
 
 TP = tuple[str, int]
 
 
 @dataclass(frozen=True)
 class Route:
-    """A configured route with its handler instance."""
+    """A configured route with its handler instance and its events' counts."""
 
     settings: RouteSettings
     handler: Handler
+    counts: RouteCounts = field(default_factory=RouteCounts, compare=False)
 
     @property
     def name(self) -> str:
@@ -56,6 +58,12 @@ class Partition:
     def load(self) -> int:
         """Events held in memory for this partition: in flight plus staged."""
         return self.offsets.in_flight + len(self.staged)
+
+    def finished_to(self) -> int | None:
+        """The next offset after the events finished in order (committed or about to be),
+        or None before any event started."""
+        offset = self.offsets.committable()
+        return self.committed if offset is None else offset
 
     def new_committable(self) -> int | None:
         """The committable offset, or None if there is none or it is committed already."""

@@ -19,14 +19,18 @@ import contextlib
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
+from time import perf_counter
 from typing import Any
 
 from confluent_kafka import KafkaException, Message
 
 from handlers.base import Handler, Result
 from handlers.model import ModelPort
+from schemas.enriched import Alert
 from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
 from stream.delivery import Delivery, Failure
@@ -39,10 +43,12 @@ from stream.errors import (
     SluicegateError,
     TransactionAborted,
 )
+from stream.histogram import Histogram
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import SOURCE_OFFSET, header_tuples, with_offset
 from stream.kafka.sink import Sink
 from stream.kafka.source import Source
+from stream.logs import EVENT, event_fields
 from stream.offsets import increasing
 from stream.partition import TP, Partition, Route, output_records
 from stream.routes import build_routes
@@ -54,6 +60,10 @@ POLL_S = 0.1  # how long a poll waits for records
 QUIET_S = 0.01  # exactly-once, outputs staged: how long without records means quiet
 # How long the loop may hold off polling while room in the in-flight bounds is on its way.
 ROOM_WAIT_S = 1.0
+# While dead letters stay near the DLQ cap, the alert about it is raised again at most
+# this often (its dedup key makes the repeats one incident).
+CAP_ALERT_EVERY_S = 300.0
+STAGES = ("handle", "produce")
 
 
 class Processor:
@@ -91,6 +101,14 @@ class Processor:
         self._unacked = 0  # fast path: events whose outputs are queued, not yet acknowledged
         self._room = asyncio.Event()  # set when acknowledgements release events
         self._cap = DlqCap(settings.dlq)
+        self._cap_alerted_at = -CAP_ALERT_EVERY_S
+        # Alerts the processor raised itself, by (route, kind); handlers count their own.
+        self.alerts_raised: Counter[tuple[str, str]] = Counter()
+        # Seconds per event in each stage: ``handle`` (the handler, model calls and
+        # retries included) and ``produce`` (queued until acknowledged; exactly-once:
+        # the transaction's commit).
+        self.stages = {stage: Histogram() for stage in STAGES}
+        self._spawned = 0  # events handed to a task of their own (awaited handlers)
         self._pause_while = tuple(pause_while)
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -117,6 +135,19 @@ class Processor:
     @property
     def partitions(self) -> Mapping[TP, Partition]:
         return self._parts
+
+    @property
+    def dlq_cap(self) -> DlqCap:
+        return self._cap
+
+    def routes(self) -> list[Route]:
+        """The configured routes, each once."""
+        return list({id(r): r for r in self._routes.values()}.values())
+
+    def lag(self) -> dict[TP, int]:
+        """Messages behind the high watermark, per assigned partition, counted from the
+        events finished in order (see ``Source.lag``)."""
+        return self._source.lag({tp: part.finished_to() for tp, part in self._parts.items()})
 
     # --- the main loop -----------------------------------------------------------------
 
@@ -260,6 +291,7 @@ class Processor:
         part.offsets.started_many(offsets)
         self._load += len(run)
         self.stats.consumed += len(run)
+        part.route.counts.consumed += len(run)
         if not part.route.handler.answers_now:
             for msg, offset in zip(run, offsets, strict=True):
                 record = _source_record(topic, partition, offset, msg)
@@ -280,27 +312,46 @@ class Processor:
         topic, partition = part.tp
         try_now = part.route.handler.try_now  # looked up once per run, not per record
         lanes = None if part.route.settings.ordering == "unordered" else part.lanes
-        count_dead = self._cap.record
         trace = part.trace
+        started, spawned = perf_counter(), self._spawned
+        answered = 0  # events try_now answered, for the handle stage
+        passed = 0  # answered events not yet counted by the DLQ cap (counted in bulk)
         for msg, offset in zip(run, offsets, strict=True):
             record = _source_record(topic, partition, offset, msg)
             if lanes is not None and not lanes.admit(record):
                 continue  # waits in its lane
+            answered += 1
+            error: Exception | None = None
             try:
                 result = try_now(record)
             except Exception as exc:  # noqa: BLE001 - _answered deals with it
-                self._answered(part, record, None, exc)
-                continue
-            if result is None or result.value is None or result.alerts:
-                self._answered(part, record, result, None)
-                continue
-            try:
-                count_dead(False)
-            except SluicegateError as exc:  # the DLQ cap: stop, leave the rest uncommitted
-                self._fail(exc)
+                result, error = None, exc
+            else:
+                if result is not None and result.value is not None and not result.alerts:
+                    passed += 1
+                    headers = [*record.headers, *trace, (SOURCE_OFFSET, b"%d" % offset)]
+                    yield record, result.value, headers
+                    continue
+            if passed and not self._cap_passed(passed):
                 return
-            headers = [*record.headers, *trace, (SOURCE_OFFSET, b"%d" % offset)]
-            yield record, result.value, headers
+            passed = 0
+            self._answered(part, record, result, error)  # may dead-letter: the cap counts
+        if passed:
+            self._cap_passed(passed)
+        # The handler's time for the run, shared among the events it answered at once
+        # (those it left to a task are timed there); includes queueing the outputs.
+        answered -= self._spawned - spawned
+        if answered > 0:
+            self.stages["handle"].observe_many((perf_counter() - started) / answered, answered)
+
+    def _cap_passed(self, events: int) -> bool:
+        """Count ``events`` good events towards the DLQ cap; False if it stopped us."""
+        try:
+            self._cap.passed(events)
+        except SluicegateError as exc:  # the DLQ cap: stop, leave the rest uncommitted
+            self._fail(exc)
+            return False
+        return True
 
     def _stage_run(
         self,
@@ -329,9 +380,10 @@ class Processor:
         ordered = part.route.settings.ordering != "unordered"
         sent: list[SourceRecord] = []  # the records whose output ``delivery`` covers
         values: list[bytes] = []  # and their outputs' values
+        queued = perf_counter()
         delivery = Delivery(
             self._sink.ready,
-            lambda failures: self._delivered_run(part, sent, values, failures),
+            lambda failures: self._delivered_run(part, sent, values, failures, queued),
         )
         report = delivery.report
         produce = self._sink.producer.produce  # the raw call: Sink.produce's wrapper costs
@@ -370,6 +422,7 @@ class Processor:
         for msg, offset in zip(run, offsets, strict=True):
             if offset <= top:
                 self.stats.redelivered += 1
+                part.route.counts.redelivered += 1
                 log.debug("skipping redelivered %s[%d]@%d", *part.tp, offset)
                 continue
             top = offset
@@ -383,6 +436,7 @@ class Processor:
         sent: list[SourceRecord],
         values: list[bytes],
         failures: list[Failure],
+        queued: float,
     ) -> None:
         """The fast path's outputs of one run reported: their offsets are done, but for
         the failed ones, which go on one by one like any failed delivery."""
@@ -398,6 +452,9 @@ class Processor:
         part.running -= len(done)
         self._load -= len(done)
         self.stats.produced += len(done)
+        part.route.counts.produced += len(done)
+        if done:
+            self.stages["produce"].observe_many(perf_counter() - queued, len(done))
         topic = part.route.settings.output_topic
         for index, (error, msg) in failed.items():
             record = sent[index]
@@ -411,11 +468,14 @@ class Processor:
         if not handler.answers_now:
             self._answered(part, record, None, None)
             return
+        started = perf_counter()
         try:
             result = handler.try_now(record)
         except Exception as exc:  # noqa: BLE001 - _answered deals with it
             self._answered(part, record, None, exc)
             return
+        if result is not None:
+            self.stages["handle"].observe(perf_counter() - started)
         self._answered(part, record, result, None)
 
     def _answered(
@@ -433,14 +493,19 @@ class Processor:
         elif result is not None and error is None:
             self._settle(part, record, self._outputs(part, record, result), False)
         else:  # no answer yet, or an unexpected error: the awaited path handles it properly
+            self._spawned += 1
             self._spawn(part, self._process(part, record))
 
     async def _process(self, part: Partition, record: SourceRecord) -> None:
+        # This task's own context: whatever is logged while handling the event says which.
+        EVENT.set(event_fields(part.route.name, *part.tp, record.offset))
+        started = perf_counter()
         try:
             outputs, dead = await self._outcome(part, record)
         except SluicegateError as exc:  # fatal: stop, leave the event uncommitted
             self._fail(exc)
             return
+        self.stages["handle"].observe(perf_counter() - started)
         self._settle(part, record, outputs, dead)
 
     def _settle(
@@ -452,7 +517,11 @@ class Processor:
         except SluicegateError as exc:  # the DLQ cap: stop, leave the event uncommitted
             self._fail(exc)
             return
-        self.stats.dead_lettered += dead
+        if dead:
+            self.stats.dead_lettered += 1
+            part.route.counts.dead_lettered += 1
+            if self._cap.near_limit:
+                outputs = [*outputs, *self._cap_alert(part, record)]
         if self._eos:
             part.stage(record.offset, outputs)
             self._staged += 1
@@ -486,9 +555,39 @@ class Processor:
                 return [self._dead_letter(route, record, exc, attempt, "handler")], True
             return self._outputs(part, record, result), False
 
+    def _cap_alert(self, part: Partition, record: SourceRecord) -> list[OutRecord]:
+        """The ``dlq.cap_approaching`` alert, at most every ``CAP_ALERT_EVERY_S``."""
+        now = time.monotonic()
+        if now - self._cap_alerted_at < CAP_ALERT_EVERY_S:
+            return []
+        self._cap_alerted_at = now
+        cap, limits = self._cap, self.settings.dlq
+        self.alerts_raised[(part.route.name, "dlq.cap_approaching")] += 1
+        alert = Alert(
+            kind="dlq.cap_approaching",
+            severity="warning",
+            dedup_key=f"dlq-cap:{self.settings.kafka.group_id}:{limits.topic}",
+            reason=f"dead letters near the DLQ cap: {cap.ratio:.0%} of the last "
+            f"{limits.window} events (dlq.max_ratio {limits.max_ratio:g}), {cap.consecutive} "
+            f"in a row (dlq.max_consecutive {limits.max_consecutive}); at the cap the "
+            "processor stops",
+            route=part.route.name,
+            source=record.where,
+            at=datetime.now(UTC),
+            details={
+                "window_ratio": cap.ratio, "max_ratio": limits.max_ratio,
+                "consecutive": cap.consecutive, "max_consecutive": limits.max_consecutive,
+                "window": limits.window, "dlq_topic": limits.topic,
+            },
+        )  # fmt: skip
+        headers = record.headers + with_offset(part.trace, record)
+        value = alert.model_dump_json().encode()
+        return [OutRecord(self.settings.alerts.topic, record.key, value, headers)]
+
     def _outputs(self, part: Partition, record: SourceRecord, result: Result) -> list[OutRecord]:
         if result.value is None:
             self.stats.skipped += 1
+            part.route.counts.skipped += 1
         return output_records(
             record,
             part.route.settings,
@@ -506,7 +605,10 @@ class Processor:
         attempts: int,
         stage: str | None = None,
     ) -> OutRecord:
-        log.warning("dead-lettering %s: %s: %s", record.where, type(error).__name__, error)
+        log.warning(
+            "dead-lettering %s: %s: %s", record.where, type(error).__name__, error,
+            extra=event_fields(route.name, record.topic, record.partition, record.offset),
+        )  # fmt: skip
         return dead_letter(
             record, error, topic=self.settings.dlq.topic, route=route.name,
             handler=route.settings.handler, stage=stage, attempts=attempts,
@@ -525,9 +627,10 @@ class Processor:
             if advance:
                 self._advance(part, record)
             return
+        queued = perf_counter()
         delivery = Delivery(
             self._sink.ready,
-            lambda failures: self._delivered(part, record, outputs, failures),
+            lambda failures: self._delivered(part, record, outputs, failures, queued),
             len(outputs),
         )
         for i, out in enumerate(outputs):
@@ -575,11 +678,15 @@ class Processor:
         record: SourceRecord,
         outputs: list[OutRecord],
         failures: list[Failure],
+        queued: float | None = None,
     ) -> None:
         """Every output of ``record`` reported. On failure retry if it may help, else
         dead-letter; never drop."""
         if not failures:
             self.stats.produced += len(outputs)
+            part.route.counts.produced += len(outputs)
+            if queued is not None:
+                self.stages["produce"].observe(perf_counter() - queued)
             self._finished(part, record)
             return
         if part.gone:
@@ -593,6 +700,7 @@ class Processor:
         else:
             retry = [self._dead_letter(part.route, record, error, 1, "produce")]
             self.stats.dead_lettered += 1
+            part.route.counts.dead_lettered += 1
         self.stats.retries += 1
         self._spawn(part, self._send_later(part, record, retry))
 
@@ -672,6 +780,7 @@ class Processor:
                     records.extend(part.take_unsent(offset))
             if not taken:
                 return
+            started = perf_counter()
             for attempt in range(1, 6):
                 try:
                     metadata = self._source.consumer.consumer_group_metadata()
@@ -698,6 +807,7 @@ class Processor:
                 self._fail(TransactionAborted("five transactions in a row failed; stopping"))
                 return
             self.stats.transactions += 1
+            took = perf_counter() - started
             for tp, offset in taken.items():
                 owner = self._parts.get(tp)
                 if owner is not None:
@@ -705,6 +815,9 @@ class Processor:
                     self._load -= events
                     self._staged -= events
                     self.stats.produced += outputs
+                    owner.route.counts.produced += outputs
+                    if events:
+                        self.stages["produce"].observe_many(took, events)
 
     def _send_staged(self) -> None:
         """Exactly-once: produce the staged outputs of the committable prefix into the
@@ -784,7 +897,7 @@ class Processor:
                     task.cancel()
             await self._source.close()
             await self._sink.close()
-            for route in {id(r): r for r in self._routes.values()}.values():
+            for route in self.routes():
                 await route.handler.aclose()
 
 

@@ -25,6 +25,17 @@ class Stats:
     redelivered: int = 0  # records the consumer handed over twice; skipped
 
 
+@dataclass(slots=True)
+class RouteCounts:
+    """What became of one route's events; ``/metrics`` shows them by route."""
+
+    consumed: int = 0
+    produced: int = 0  # records acknowledged (or committed): outputs, alerts, dead letters
+    dead_lettered: int = 0
+    skipped: int = 0
+    redelivered: int = 0
+
+
 def backoff(attempt: int) -> float:
     """Capped exponential backoff with full jitter."""
     return random.uniform(0, min(MAX_BACKOFF_S, 0.1 * 2**attempt))

@@ -105,6 +105,26 @@ class Source:
     def resume(self, tps: Iterable[TP]) -> None:
         self.consumer.resume([TopicPartition(t, p) for t, p in tps])
 
+    def lag(self, finished: Mapping[TP, int | None]) -> dict[TP, int]:
+        """Messages behind the high watermark per partition: from ``finished`` (the next
+        offset after the ones done; None: nothing started, so the consumer's position).
+        Local reads of what the last fetch responses said, no request to the broker;
+        partitions without a fetch yet are left out."""
+        lags: dict[TP, int] = {}
+        consumer = self._consumer
+        if consumer is None or self._closed:
+            return lags
+        for (topic, partition), upto in finished.items():
+            tp = TopicPartition(topic, partition)
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                done = consumer.position([tp])[0].offset if upto is None else upto
+            except KafkaException:
+                continue
+            if high >= 0 and done is not None and done >= 0:
+                lags[(topic, partition)] = max(0, high - done)
+        return lags
+
     def commit(self, offsets: Mapping[TP, int], *, asynchronous: bool) -> None:
         """Commit ``offsets`` (next offset to read per partition)."""
         if not offsets:

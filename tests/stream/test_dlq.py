@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.dlq import DlqEnvelope
 from stream import __version__
@@ -213,3 +215,62 @@ def test_near_limit_at_eighty_percent() -> None:
     assert not streak.near_limit
     streak.record(True)
     assert streak.near_limit
+
+
+class _ReferenceCap:
+    """The DLQ cap's rules written the obvious way: every event kept in a list."""
+
+    def __init__(self, settings: DlqSettings) -> None:
+        self.s = settings
+        self.events: list[bool] = []
+
+    def record(self, dead: bool) -> str | None:
+        self.events.append(dead)
+        window = self.events[-self.s.window :]
+        streak = len(self.events) - 1 - max(
+            (i for i, d in enumerate(self.events) if not d), default=-1
+        )
+        if streak >= self.s.max_consecutive:
+            return "consecutive"
+        if len(self.events) >= self.s.min_events and sum(window) / len(window) > self.s.max_ratio:
+            return "ratio"
+        return None
+
+
+@given(
+    runs=st.lists(st.tuples(st.booleans(), st.integers(1, 30)), max_size=40),
+    window=st.integers(1, 40),
+    min_events=st.integers(1, 60),
+    max_consecutive=st.integers(1, 50),
+    max_ratio=st.sampled_from([0.1, 0.25, 0.5, 0.9, 1.0]),
+)
+def test_runs_of_good_events_count_like_one_at_a_time(
+    runs: list[tuple[bool, int]], window: int, min_events: int, max_consecutive: int,
+    max_ratio: float,
+) -> None:  # fmt: skip
+    """``passed(n)`` after any history trips exactly where n calls of ``record(False)``
+    would, and leaves the same ratio and streak as the reference rules."""
+    settings = DlqSettings(
+        window=window, min_events=min_events, max_consecutive=max_consecutive,
+        max_ratio=max_ratio,
+    )  # fmt: skip
+    limiter, reference = DlqCap(settings), _ReferenceCap(settings)
+    for dead, length in runs:
+        expected = None
+        for _ in range(length):
+            expected = expected or reference.record(dead)
+        tripped = ""
+        try:
+            if dead:
+                for _ in range(length):
+                    limiter.record(True)
+            else:
+                limiter.passed(length)
+        except DlqCapExceeded as exc:
+            tripped = str(exc)
+        if expected is not None:
+            assert expected in tripped
+            return
+        assert not tripped
+        recent = reference.events[-window:]
+        assert limiter.ratio == pytest.approx(sum(recent) / len(recent))

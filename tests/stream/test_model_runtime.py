@@ -14,6 +14,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from handlers.base import Handler, HandlerContext, HandlerOptions, Result
@@ -21,7 +22,7 @@ from handlers.model import Task
 from schemas.dlq import DlqEnvelope
 from schemas.records import SourceRecord
 from stream import metrics
-from stream.config import KafkaSettings, MetricsSettings, Settings
+from stream.config import BudgetSettings, KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
 from stream.processor import Processor
 from tests.conftest import TopicFactory
@@ -167,37 +168,103 @@ async def test_outage_opens_breaker_and_pauses_consumption(
     assert len({source_of(r) for r in consume(kafka.bootstrap_servers, out, None, idle_s=2)}) == n
 
 
+Page = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Page:
+    """Every sample of a /metrics page by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    page: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return page[(name, frozenset(labels.items()))]
+
+
 async def test_metrics_show_the_runtime_and_the_model(
     kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
 ) -> None:
-    """/metrics carries the event counters, in-flight and paused partitions, the model's
-    adaptive limit, budgets, breaker, tokens and dollars; /healthz and /readyz answer."""
-    n = 20
-    settings, _, _, _ = setup(kafka, make_topic, simulator, n)
-    settings = settings.model_copy(update={"metrics": MetricsSettings(host="127.0.0.1", port=0)})
+    """/metrics carries every family operators need, with the values of the run: events
+    by outcome and route, latency by stage, consumer lag per partition (behind while the
+    model works, zero once caught up), the DLQ cap's ratio, in-flight and paused
+    partitions, the model's requests, 429s, adaptive limit, budgets and breaker, tokens
+    and dollars by handler, the budget left; /healthz and /readyz answer."""
+    n, bad = 20, 2
+    await sim_config(simulator, latency_median_ms=1500, latency_sigma=0)  # time to look
+    settings, src, _, _ = setup(kafka, make_topic, simulator, n)
+    produce(kafka.bootstrap_servers, src, [(b"bad", b"not json")] * bad)
+    settings = settings.model_copy(update={
+        "metrics": MetricsSettings(host="127.0.0.1", port=0),
+        "budget": BudgetSettings(usd_per_day=5.0),
+    })  # fmt: skip
     processor, service = processor_for(settings)
+    handled = all_handled(n + bad)
+    busy: Page = {}
     async with metrics.serving(settings.metrics, processor, service) as port:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{base}/readyz") as resp:
-                assert resp.status == 503  # nothing assigned yet
+
+            async def get(path: str, status: int = 200) -> str:
+                async with session.get(f"{base}{path}") as resp:
+                    assert resp.status == status, await resp.text()
+                    return await resp.text()
+
+            await get("/readyz", 503)  # nothing assigned yet
+            task = asyncio.create_task(processor.run())
             try:
-                await run_until(processor, all_handled(n), limit_s=60)
+                while processor.stats.consumed < n + bad or not handled(processor):
+                    assert not task.done()
+                    if processor.stats.consumed == n + bad and not busy:
+                        busy.update(samples(await get("/metrics")))  # the model answering
+                    await asyncio.sleep(0.01)
+                settled = samples(await get("/metrics"))
+                await get("/readyz")
             finally:
+                processor.stop()
+                await task
                 await service.aclose()
-            async with session.get(f"{base}/metrics") as resp:
-                text = await resp.text()
-            async with session.get(f"{base}/healthz") as resp:
-                assert resp.status == 200
-    for name in ('sluicegate_events_total{outcome="consumed"} 20.0',
-                 "sluicegate_in_flight_events", "sluicegate_paused_partitions",
-                 "sluicegate_model_concurrency_limit", "sluicegate_model_requests_budget",
-                 "sluicegate_model_tokens_budget", "sluicegate_model_breaker_state 0.0",
-                 'sluicegate_model_tokens_total{handler="classify",kind="prompt"',
-                 'sluicegate_model_cost_usd_total{handler="classify"',
-                 'sluicegate_model_requests_total{status="ok"}', "sluicegate_model_seconds_bucket",
-                 'sluicegate_model_requests_total{status="rate_limited"} 0.0'):  # fmt: skip
-        assert name in text, name
+            page = samples(await get("/metrics"))
+            await get("/healthz")
+    lag = "sluicegate_consumer_lag"
+    behind = [v for (name, _), v in busy.items() if name == lag]
+    assert len(behind) == 2  # one series per partition
+    assert sum(behind) > 0  # events in, not finished
+    assert [v for (name, _), v in settled.items() if name == lag] == [0.0, 0.0]
+    check_counts(page, n, bad)
+
+
+def check_counts(page: Page, n: int, bad: int) -> None:
+    events = "sluicegate_events_total"
+    assert value(page, events, outcome="consumed", route="reviews") == n + bad
+    assert value(page, events, outcome="dead_lettered", route="reviews") == bad
+    assert value(page, events, outcome="produced", route="reviews") == n + bad
+    for stage, count in (("handle", n + bad), ("produce", n + bad)):
+        assert value(page, "sluicegate_stage_seconds_count", stage=stage) == count
+    assert value(page, "sluicegate_stage_seconds_count", stage="model") > 0
+    assert value(page, "sluicegate_stage_seconds_sum", stage="handle") >= 1.0  # 1.5 s answers
+    assert value(page, "sluicegate_dlq_window_ratio") == pytest.approx(bad / (n + bad))
+    assert value(page, "sluicegate_dlq_max_ratio") == 1.0
+    assert value(page, "sluicegate_in_flight_events") == 0
+    assert value(page, "sluicegate_paused_partitions") == 0
+    assert value(page, "sluicegate_model_concurrency_limit") >= 1
+    assert value(page, "sluicegate_model_breaker_state") == 0
+    assert value(page, "sluicegate_model_requests_total", status="ok") > 0
+    assert value(page, "sluicegate_model_requests_total", status="rate_limited") == 0
+    assert value(page, "sluicegate_model_rate_limited_total") == 0
+    assert ("sluicegate_model_requests_budget", frozenset()) in page
+    assert ("sluicegate_model_tokens_budget", frozenset()) in page
+    tokens = value(page, "sluicegate_model_tokens_total", handler="classify", route="reviews",
+                   kind="prompt")  # fmt: skip
+    usd = value(page, "sluicegate_model_cost_usd_total", handler="classify", route="reviews")
+    assert tokens > 0
+    assert usd > 0
+    assert value(page, "sluicegate_budget_remaining_usd") == pytest.approx(5.0 - usd)
+    assert value(page, "sluicegate_model_seconds_count") > 0
 
 
 async def test_readiness_names_an_unreachable_broker() -> None:

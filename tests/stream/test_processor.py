@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
+import logging
 import uuid
 from pathlib import Path
 
@@ -14,10 +16,12 @@ from confluent_kafka import Consumer, TopicPartition
 from handlers.base import Handler, Result
 from handlers.echo import EchoOptions
 from schemas.dlq import DlqEnvelope
+from schemas.enriched import Alert
 from schemas.records import SourceRecord
-from stream.config import KafkaSettings
+from stream.config import KafkaSettings, LogSettings
 from stream.errors import DlqCapExceeded
 from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
+from stream.logs import make_handler
 from stream.model.errors import ModelRequestRejected
 from stream.processor import Processor
 from tests.conftest import TopicFactory
@@ -328,3 +332,76 @@ async def test_pause_while_holds_back_consumption(
     processor.stop()
     await task
     assert processor.stats.resumes >= 2
+
+
+async def test_dead_letters_near_the_cap_raise_one_alert(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """At 80 % of the DLQ cap the processor publishes one typed ``dlq.cap_approaching``
+    alert with a dedup key, not one per dead letter, and goes on while under the cap."""
+    src, out, dlq, alerts = (make_topic(p) for p in ("in", "out", "dlq", "alerts"))
+    records = [(b"bad", b"garbage %d" % i) for i in range(9)] + events(30)
+    produce(kafka.bootstrap_servers, src, records)
+    dead = {"topic": dlq, "max_consecutive": 10}
+    settings = settings_for(kafka, [route("r", src, out)], dlq=dead, alerts={"topic": alerts})
+    processor = Processor(settings)
+    await run_until(processor, all_handled(39))
+
+    raised = consume(kafka.bootstrap_servers, alerts, None, idle_s=2)
+    assert len(raised) == 1  # the 8th, 9th dead letter: near the cap, one alert
+    alert = Alert.model_validate_json(raised[0].value or b"")
+    assert alert.kind == "dlq.cap_approaching"
+    assert alert.dedup_key == f"dlq-cap:{kafka.group_id}:{dlq}"
+    assert alert.source == f"{src}[0]@7"
+    assert alert.details["consecutive"] == 8
+    assert alert.details["max_consecutive"] == 10
+    assert processor.alerts_raised == {("r", "dlq.cap_approaching"): 1}
+    assert len(consume(kafka.bootstrap_servers, out, 30)) == 30
+    assert len(consume(kafka.bootstrap_servers, dlq, 9)) == 9
+
+
+class Grumbler(Handler):
+    """Logs while handling each event and fails on odd ids."""
+
+    name = "grumbler"
+
+    async def handle(self, record: SourceRecord) -> Result:
+        await asyncio.sleep(0)
+        body = orjson.loads(record.value or b"")
+        logging.getLogger("handlers.grumbler").info("looking at id %d", body["id"])
+        if body["id"] % 2:
+            raise ValueError(f"odd id {body['id']}")
+        return Result(record.value)
+
+
+async def test_json_logs_say_which_event(kafka: KafkaSettings, make_topic: TopicFactory) -> None:
+    """Every line logged while an event is handled, by the runtime or by the handler,
+    carries the route, topic, partition and offset of that event."""
+    src, out, dlq = make_topic("in", 2), make_topic("out", 2), make_topic("dlq")
+    produce(kafka.bootstrap_servers, src, [*events(12), (b"bad", b"not json")])
+    settings = settings_for(kafka, [route("r", src, out, "unordered")], dlq={"topic": dlq})
+    lines = io.StringIO()
+    handler = make_handler(LogSettings(format="json"), lines)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level, root.level = root.level, logging.INFO
+    try:
+        await run_until(Processor(settings, {"r": Grumbler(EchoOptions())}), all_handled(13))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    entries = [orjson.loads(line) for line in lines.getvalue().splitlines()]
+    by_message: dict[str, list[dict[str, object]]] = collections.defaultdict(list)
+    for entry in entries:
+        by_message[str(entry["msg"]).split(" ")[0]].append(entry)
+    assert len(by_message["looking"]) == 12  # the handler's own lines
+    assert len(by_message["dead-lettering"]) == 7  # six odd ids and the bad one
+    offsets = {(p, o) for p in (0, 1) for o in range(13)}
+    for entry in by_message["looking"] + by_message["dead-lettering"] + by_message["handler"]:
+        assert entry["route"] == "r"
+        assert entry["topic"] == src
+        assert (entry["partition"], entry["offset"]) in offsets
+        assert f"{src}[{entry['partition']}]@{entry['offset']}" in str(entry["msg"]) or (
+            entry["logger"] == "handlers.grumbler"
+        )

@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from stream.simulator.oracle import MODERATION_CATEGORIES
+from schemas.outputs import MODERATION_CATEGORIES
 from stream.simulator.server import running_simulator
 from tests.stream.simulator.conftest import FAST, sdk
 
