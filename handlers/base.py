@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,9 +25,9 @@ class HandlerOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a handler made of one event.
+class Result(NamedTuple):
+    """What a handler made of one event (immutable; a named tuple because one is built
+    per event on the hot path, see schemas/records.py).
 
     ``value`` is the enriched event for the route's output topic; None is an explicit,
     counted skip (``skip_reason`` says why). ``alerts`` go to the alerts topic.

@@ -152,38 +152,47 @@ class DlqCap:
         s = self._settings
         self._seen += 1
         self._dead.append(self._seen)
-        self._slide()
+        self._slide(self._seen)
         self._consecutive += 1
         if self._consecutive >= s.max_consecutive:
             self._trip(
                 f"{self._consecutive} consecutive events were dead-lettered "
                 f"(dlq.max_consecutive = {s.max_consecutive})"
             )
-        self._check_ratio()
+        self._check_ratio(self._seen)
 
     def passed(self, events: int) -> None:
         """Count ``events`` finished events in a row that were not dead-lettered."""
         if events <= 0:
             return
+        first = self._seen + 1
         self._seen += events
         self._consecutive = 0
         if self._dead:
-            self._slide()
-            # The ratio only falls with good events, but may first count now that
-            # ``min_events`` were seen.
-            self._check_ratio()
+            # Good events only lower the ratio, so within the run it is highest at its
+            # first event that counts (``min_events`` seen): check it there, as one
+            # ``record(False)`` at a time would have.
+            at = max(first, self._settings.min_events)
+            if at <= self._seen:
+                self._slide(at)
+                self._check_ratio(at)
+            self._slide(self._seen)
 
-    def _slide(self) -> None:
-        dead, oldest = self._dead, self._seen - self._settings.window
+    def _slide(self, seen: int) -> None:
+        """Forget the dead events outside the window that ends at event ``seen``."""
+        dead, oldest = self._dead, seen - self._settings.window
         while dead and dead[0] <= oldest:
             dead.popleft()
 
-    def _check_ratio(self) -> None:
+    def _check_ratio(self, seen: int) -> None:
+        """Trip if the window ending at event ``seen`` (slid there) is over the ratio."""
         s = self._settings
-        if self._seen >= s.min_events and self.ratio > s.max_ratio:
+        counted = min(seen, s.window)
+        ratio = len(self._dead) / counted
+        if seen >= s.min_events and ratio > s.max_ratio:
             self._trip(
-                f"{len(self._dead)} of the last {min(self._seen, s.window)} events were "
-                f"dead-lettered (ratio {self.ratio:.2f} > dlq.max_ratio {s.max_ratio})"
+                f"{len(self._dead)} of the last {counted} events were dead-lettered "
+                f"(ratio {ratio:.2f} > dlq.max_ratio {s.max_ratio})"
             )
 
     def _trip(self, reason: str) -> NoReturn:

@@ -31,7 +31,7 @@ from confluent_kafka import KafkaException, Message
 from handlers.base import Handler, Result
 from handlers.model import ModelPort
 from schemas.enriched import Alert
-from schemas.records import OutRecord, SourceRecord
+from schemas.records import OutRecord, SourceRecord, make
 from stream.config import Settings
 from stream.delivery import Delivery, Failure
 from stream.dlq import DlqCap, dead_letter
@@ -904,7 +904,7 @@ class Processor:
 def _source_record(topic: str, partition: int, offset: int, msg: Message) -> SourceRecord:
     raw = msg.headers()
     kind, ts = msg.timestamp()
-    return SourceRecord(
+    return make(SourceRecord, (
         topic, partition, offset, msg.key(), msg.value(), header_tuples(raw) if raw else (),
         ts if kind else None,
-    )  # fmt: skip
+    ))  # fmt: skip
