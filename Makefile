@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck format bench eval schemas demo kafka-up kafka-down kafka-status kafka-fetch lock clean
+.PHONY: help install test lint audit typecheck format bench eval schemas demo kafka-up kafka-down kafka-status kafka-fetch lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,9 +28,13 @@ kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
 test: install kafka-fetch ## run the whole test suite (starts its own Kafka broker)
 	$(PY) -m pytest
 
-lint: install ## ruff checks and format check
+lint: install ## ruff checks, format check, and the dependency audit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m ops.audit
+
+audit: install ## pip-audit of constraints.txt; fails if any package could not be checked
+	$(PY) -m ops.audit
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -44,6 +48,19 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
 
+.PHONY: load soak
+load: install kafka-fetch ## added latency at half capacity, 1-3 replicas under the model's limit (~15 min); into BENCHMARKS.md
+	$(PY) -m tests.bench.latency --write BENCHMARKS.md
+	$(PY) -m tests.bench.replicas --write BENCHMARKS.md
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[dev,local,bench]'
+	@touch $@
+
+soak: $(BENCH_STAMP) kafka-fetch ## a 10-minute soak: memory, lag and latency plotted to docs/soak.png; into BENCHMARKS.md
+	$(PY) -m tests.bench.soak --minutes 10 --plot docs/soak.png --write BENCHMARKS.md
+
 DATA ?= ../shared/datasets
 EVAL := $(VENV)/bin/sluicegate eval
 eval: install ## measure the handlers on labelled data ($(DATA)); results into EVAL.md
@@ -51,6 +68,10 @@ eval: install ## measure the handlers on labelled data ($(DATA)); results into E
 	$(EVAL) sentiment --data $(DATA)/sentiment/yelp2_test.csv --data $(DATA)/sentiment/imdb_test.csv --write EVAL.md
 	$(EVAL) moderation --data $(DATA)/moderation/samples-1680.jsonl --write EVAL.md
 	$(EVAL) logs --data $(DATA)/logs --write EVAL.md
+
+.PHONY: reliability
+reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md
+	$(PY) -m tests.faults.reliability --write RELIABILITY.md
 
 schemas: install ## rewrite the JSON Schema files in schemas/json from the models
 	$(PY) -m schemas.export
@@ -70,7 +91,7 @@ kafka-status: ## say whether the local broker runs and where
 
 lock: ## re-resolve constraints.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --progress-bar off '.[dev,local]'
+	.lock-venv/bin/pip install --progress-bar off '.[dev,local,bench]'
 	{ echo "# Resolved by 'make lock' from pyproject.toml; make install pins to it."; \
 	  .lock-venv/bin/pip freeze --exclude-editable | grep -v '^sluicegate' ; } > constraints.txt
 	rm -rf .lock-venv

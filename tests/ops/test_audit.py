@@ -1,0 +1,30 @@
+"""The dependency audit passes only when every package was checked and none is vulnerable."""
+
+from __future__ import annotations
+
+from ops.audit import verdict
+
+
+def test_clean_when_every_dependency_was_checked() -> None:
+    report = {"dependencies": [{"name": "a", "version": "1", "vulns": []}]}
+    assert verdict(report, "pypi")[0] == 0
+
+
+def test_a_known_vulnerability_fails_and_names_the_fix() -> None:
+    vuln = {"id": "PYSEC-1", "fix_versions": ["1.1"]}
+    report = {"dependencies": [{"name": "a", "version": "1", "vulns": [vuln]}]}
+    code, lines = verdict(report, "pypi")
+    assert code == 1
+    assert "a 1: PYSEC-1 (fixed in 1.1)" in lines
+
+
+def test_an_unchecked_dependency_is_not_a_clean_bill() -> None:
+    """pip-audit exits 0 when its service cannot answer; the audit must not."""
+    report = {"dependencies": [
+        {"name": "a", "version": "1", "vulns": []},
+        {"name": "b", "skip_reason": "Dependency not found on PyPI and could not be audited"},
+    ]}  # fmt: skip
+    code, lines = verdict(report, "pypi")
+    assert code == 2
+    assert "1 of 2 dependencies could not be checked" in lines[-1]
+    assert verdict({"dependencies": []}, "osv")[0] == 2
