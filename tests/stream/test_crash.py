@@ -3,7 +3,9 @@
 A processor subprocess is killed many times mid-stream and restarted; a last run is
 stopped with SIGTERM (graceful drain and commit). Then every input offset must be found
 in the output or the DLQ: at least once by default, exactly once with read_committed
-in exactly-once mode.
+in exactly-once mode. Each mode runs twice: with a handler that is awaited (10 ms per
+event, one event at a time per partition: the general path) and with one that answers
+at once (the fast path, whole polled runs handled, acknowledged and committed in bulk).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from tests.stream.harness import source_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-EVENTS, PARTITIONS, KILLS = 4500, 3, 6
+PARTITIONS, KILLS = 3, 6
+# Enough events that the kills come mid-stream on either path.
+EVENTS = {"awaited": 4500, "fast": 60000}
 
 
 def write_config(
-    path: Path, kafka: KafkaSettings, *, src: str, out: str, dlq: str, eos: bool
+    path: Path, kafka: KafkaSettings, *, src: str, out: str, dlq: str, eos: bool, fast: bool
 ) -> None:
     guarantee = "exactly-once" if eos else "at-least-once"
+    # The fast path: an instant handler, any order. The awaited one: 10 ms per event.
+    ordering, delay_ms = ("unordered", 0) if fast else ("partition", 10)
     path.write_text(f"""
 [kafka]
 bootstrap_servers = "{kafka.bootstrap_servers}"
@@ -65,8 +71,8 @@ format = "console"
 name = "crash"
 input_topics = ["{src}"]
 output_topic = "{out}"
-ordering = "partition"
-options = {{ delay_ms = 10 }}
+ordering = "{ordering}"
+options = {{ delay_ms = {delay_ms} }}
 """)
 
 
@@ -95,24 +101,26 @@ def committed_total(kafka: KafkaSettings, topic: str) -> int:
         consumer.close()
 
 
-def inputs() -> list[tuple[bytes | None, bytes]]:
+def inputs(n: int) -> list[tuple[bytes | None, bytes]]:
     records: list[tuple[bytes | None, bytes]] = []
-    for i in range(EVENTS):
+    for i in range(n):
         value = b"not json %d" % i if i % 97 == 0 else orjson.dumps({"id": i})
         records.append((b"k%d" % (i % 31), value))
     return records
 
 
+@pytest.mark.parametrize("path", ["awaited", "fast"])
 @pytest.mark.parametrize("eos", [False, True], ids=["at-least-once", "exactly-once"])
 def test_sigkill_loop_loses_nothing(
-    eos: bool, kafka: KafkaSettings, make_topic: TopicFactory, tmp_path: Path
+    eos: bool, path: str, kafka: KafkaSettings, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
     """Killed with SIGKILL six times mid-stream, then stopped with SIGTERM: every input
     offset ends in the output or the DLQ (exactly once each in exactly-once mode)."""
     src, out, dlq = make_topic("in", PARTITIONS), make_topic("out", PARTITIONS), make_topic("dlq")
-    produce(kafka.bootstrap_servers, src, inputs())
+    events = EVENTS[path]
+    produce(kafka.bootstrap_servers, src, inputs(events))
     config, log = tmp_path / "crash.toml", tmp_path / "processor.log"
-    write_config(config, kafka, src=src, out=out, dlq=dlq, eos=eos)
+    write_config(config, kafka, src=src, out=out, dlq=dlq, eos=eos, fast=path == "fast")
     rng = random.Random(uuid.uuid4().int)
 
     for _ in range(KILLS):
@@ -129,14 +137,14 @@ def test_sigkill_loop_loses_nothing(
     while "assigned [" not in log.read_text()[before:] and time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         time.sleep(0.1)
-    while committed_total(kafka, src) < EVENTS and time.monotonic() < deadline:
+    while committed_total(kafka, src) < events and time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(60)
     assert code == 0, f"exit {code}: " + log.read_text()[-3000:]
-    assert committed_total(kafka, src) == EVENTS
-    assert progress_before_last < EVENTS, "the kills came too late to interrupt anything"
+    assert committed_total(kafka, src) == events
+    assert progress_before_last < events, "the kills came too late to interrupt anything"
 
     isolation = "read_committed" if eos else "read_uncommitted"
     enriched = consume(kafka.bootstrap_servers, out, None, isolation=isolation)
@@ -148,7 +156,7 @@ def test_sigkill_loop_loses_nothing(
     if eos:
         dupes = {k: n for k, n in seen.items() if n > 1}
         assert not dupes, f"{len(dupes)} outputs duplicated under exactly-once"
-        assert len(seen) == EVENTS
+        assert len(seen) == events
 
 
 def per_partition(kafka: KafkaSettings, topic: str, partition: int) -> int:
