@@ -2,7 +2,10 @@
 
 ``dead_letter()`` turns a failed ``SourceRecord`` into the ``OutRecord`` the sink produces
 to the DLQ topic: the original key, a ``DlqEnvelope`` as value (original bytes kept
-exactly) and the original headers followed by sluicegate's trace and DLQ headers.
+exactly) and the original headers followed by sluicegate's trace and DLQ headers. An
+envelope too large for one record (base64 makes a value a third larger: an event near
+the producer's ``message.max.bytes`` would not fit) is sent raw instead: the original
+value itself, with the envelope's facts in headers; ``from_raw()`` reads it back.
 ``DlqCap`` watches the share of dead-lettered events and raises ``DlqCapExceeded`` when
 every event seems to fail, so a bad deploy stops instead of draining the input into the
 DLQ. Both are pure: no Kafka I/O here.
@@ -11,6 +14,7 @@ DLQ. Both are pure: no Kafka I/O here.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -19,13 +23,17 @@ from stream import __version__
 from stream.config import DlqSettings
 from stream.errors import DlqCapExceeded, SluicegateError
 from stream.kafka import headers as h
-from stream.records import OutRecord, SourceRecord
+from stream.records import Headers, OutRecord, SourceRecord
 
 HEADER_MESSAGE_LIMIT = 1000
 # The envelope keeps more of the message than the header, but stays bounded: an error
 # that quotes a 10 MB input must not double the size of the DLQ record.
 ENVELOPE_MESSAGE_LIMIT = 10_000
 NEAR_LIMIT_SHARE = 0.8
+# librdkafka's default message.max.bytes, and what a record needs beyond its key, value
+# and header bytes (framing, varints, the batch it rides in), with room to spare.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+RECORD_OVERHEAD_BYTES = 1024
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -60,8 +68,10 @@ def dead_letter(
     stage: str | None = None,
     attempts: int = 1,
     now: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> OutRecord:
-    """The DLQ record for ``record`` failing with ``error``.
+    """The DLQ record for ``record`` failing with ``error``: an envelope, or the raw form
+    if the envelope would make a record over ``max_bytes`` (the producer's limit).
 
     Only ``str(error)`` is recorded, never a traceback, ``repr`` or chained cause, so
     nothing the handler held (API keys, prompts) leaks into the DLQ. ``stage`` defaults
@@ -101,11 +111,57 @@ def dead_letter(
     ]
     if record.timestamp_ms is not None:
         ours.append((h.DLQ_SOURCE_TIMESTAMP, str(record.timestamp_ms).encode()))
-    return OutRecord(
-        topic=topic,
-        key=record.key,
-        value=envelope.to_json(),
-        headers=(*record.headers, *ours),
+    value = envelope.to_json()
+    if _size(record.key, value, record.headers, ours) <= max_bytes:
+        ours.append((h.DLQ_FORMAT, b"envelope"))
+        return OutRecord(topic, record.key, value, (*record.headers, *ours))
+    ours += [
+        (h.DLQ_FORMAT, b"raw"),
+        (h.DLQ_HANDLER, handler.encode()),
+        (h.DLQ_ORIGINAL_HEADERS, str(len(record.headers)).encode()),
+    ]
+    return OutRecord(topic, record.key, record.value or b"", (*record.headers, *ours))
+
+
+def _size(key: bytes | None, value: bytes, *header_lists: Sequence[tuple[str, bytes]]) -> int:
+    headers = sum(len(name) + len(v) + 8 for hs in header_lists for name, v in hs)
+    return len(key or b"") + len(value) + headers + RECORD_OVERHEAD_BYTES
+
+
+def is_raw(headers: Headers) -> bool:
+    """True if a DLQ record is in the raw form (see ``dead_letter``)."""
+    return h.header(headers, h.DLQ_FORMAT) == b"raw"
+
+
+def from_raw(key: bytes | None, value: bytes | None, headers: Headers) -> DlqEnvelope:
+    """The envelope of a DLQ record in the raw form: the original value is the record's
+    own; the original headers are the first ``DLQ_ORIGINAL_HEADERS`` of its headers.
+    The error message is the header's (cut at 1,000 characters)."""
+
+    def text(name: str) -> str:
+        found = h.header(headers, name)
+        if found is None:
+            raise ValueError(f"a raw DLQ record lacks the {name} header")
+        return found.decode("utf-8", errors="replace")
+
+    originals = int(text(h.DLQ_ORIGINAL_HEADERS))
+    timestamp = h.header(headers, h.DLQ_SOURCE_TIMESTAMP)
+    return DlqEnvelope(
+        route=text(h.ROUTE),
+        handler=text(h.DLQ_HANDLER),
+        source_topic=text(h.SOURCE_TOPIC),
+        source_partition=int(text(h.SOURCE_PARTITION)),
+        source_offset=int(text(h.SOURCE_OFFSET)),
+        source_timestamp_ms=int(timestamp) if timestamp is not None else None,
+        key=key,
+        value=value,
+        headers=list(headers[:originals]),
+        error_class=text(h.DLQ_ERROR_CLASS),
+        error_message=text(h.DLQ_ERROR_MESSAGE),
+        stage=text(h.DLQ_STAGE),
+        attempts=int(text(h.DLQ_ATTEMPTS)),
+        failed_at=datetime.fromisoformat(text(h.DLQ_FAILED_AT)),
+        processor_version=text(h.PROCESSOR_VERSION),
     )
 
 

@@ -23,8 +23,9 @@ from pydantic import ValidationError
 
 from schemas.dlq import DlqEnvelope
 from stream.config import KafkaSettings, load
+from stream.dlq import from_raw, is_raw
 from stream.errors import ConfigError, KafkaError, KafkaUnavailable, ProduceFailed
-from stream.kafka.headers import OURS_PREFIX
+from stream.kafka.headers import OURS_PREFIX, message_headers
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, Producer
@@ -177,14 +178,19 @@ def _take(msg: Message, ends: dict[int, int], stats: ReadStats) -> DlqEnvelope |
     if offset + 1 >= end:
         del ends[partition]
     stats.read += 1
+    headers = message_headers(msg)
     try:
+        if is_raw(headers):  # an envelope too large for one record: see stream/dlq.py
+            return from_raw(msg.key(), msg.value(), headers)
         return DlqEnvelope.from_json(msg.value() or b"")
     except ValidationError as exc:
-        stats.unparsable += 1
         first = exc.errors()[0]["msg"] if exc.error_count() else "empty"
-        where = f"{stats.topic}[{partition}]@{offset}"
-        print(f"skipped {where}: not a DLQ envelope ({first})", file=sys.stderr)
-        return None
+        problem = f"not a DLQ envelope ({first})"
+    except ValueError as exc:  # a raw record with a header missing or malformed
+        problem = f"not a raw DLQ record ({exc})"
+    stats.unparsable += 1
+    print(f"skipped {stats.topic}[{partition}]@{offset}: {problem}", file=sys.stderr)
+    return None
 
 
 def _escape_char(ch: str) -> str:

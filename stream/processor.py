@@ -34,7 +34,7 @@ from schemas.enriched import Alert
 from schemas.records import OutRecord, SourceRecord, make
 from stream.config import Settings
 from stream.delivery import Delivery, Failure
-from stream.dlq import DlqCap, dead_letter
+from stream.dlq import DEFAULT_MAX_RECORD_BYTES, DlqCap, dead_letter
 from stream.errors import (
     ConfigError,
     EventError,
@@ -101,6 +101,9 @@ class Processor:
         self._unacked = 0  # fast path: events whose outputs are queued, not yet acknowledged
         self._room = asyncio.Event()  # set when acknowledgements release events
         self._cap = DlqCap(settings.dlq)
+        # The largest record the producer sends: bigger DLQ envelopes go raw.
+        extra = settings.kafka.producer_extra.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES)
+        self._dlq_max_bytes = int(extra)
         self._cap_alerted_at = -CAP_ALERT_EVERY_S
         # Alerts the processor raised itself, by (route, kind); handlers count their own.
         self.alerts_raised: Counter[tuple[str, str]] = Counter()
@@ -612,6 +615,7 @@ class Processor:
         return dead_letter(
             record, error, topic=self.settings.dlq.topic, route=route.name,
             handler=route.settings.handler, stage=stage, attempts=attempts,
+            max_bytes=self._dlq_max_bytes,
         )  # fmt: skip
 
     def _send(

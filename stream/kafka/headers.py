@@ -43,6 +43,11 @@ DLQ_STAGE = "sluicegate.dlq.stage"
 DLQ_ATTEMPTS = "sluicegate.dlq.attempts"
 DLQ_FAILED_AT = "sluicegate.dlq.failed_at"
 DLQ_SOURCE_TIMESTAMP = "sluicegate.dlq.source.timestamp"
+# "envelope": the value is a DlqEnvelope (JSON). "raw": the envelope would not fit in a
+# record, so the value is the original value itself and these headers tell the rest.
+DLQ_FORMAT = "sluicegate.dlq.format"
+DLQ_HANDLER = "sluicegate.dlq.handler"
+DLQ_ORIGINAL_HEADERS = "sluicegate.dlq.original_headers"  # how many come first (raw only)
 OURS_PREFIX = "sluicegate."
 
 

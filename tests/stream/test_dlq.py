@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from schemas.dlq import DlqEnvelope
 from stream import __version__
 from stream.config import DlqSettings
-from stream.dlq import HEADER_MESSAGE_LIMIT, DlqCap, dead_letter, error_class_name
+from stream.dlq import (
+    HEADER_MESSAGE_LIMIT,
+    DlqCap,
+    dead_letter,
+    error_class_name,
+    from_raw,
+    is_raw,
+)
 from stream.errors import BadInput, DlqCapExceeded
 from stream.kafka import headers as h
 from stream.records import SourceRecord
@@ -82,7 +89,38 @@ def test_dead_letter_headers_are_the_originals_then_ours() -> None:
         h.DLQ_ATTEMPTS: b"1",
         h.DLQ_FAILED_AT: b"2026-03-04T05:06:07+00:00",
         h.DLQ_SOURCE_TIMESTAMP: b"1767322000000",
+        h.DLQ_FORMAT: b"envelope",
     }
+
+
+def test_an_envelope_too_large_for_a_record_goes_raw() -> None:
+    """Near the producer's limit the base64 envelope would not fit: the record carries
+    the original value itself and the facts in headers, and reads back as the same
+    envelope (but for the error message, cut as in its header)."""
+    big = RECORD._replace(value=b"\xff" + bytes(range(256)) * 3000)  # ~768 KB, not UTF-8
+    error = BadInput("not JSON")
+    enveloped = dead_letter(big, error, topic="dlq", route="r", handler="logs", now=NOW,
+                            max_bytes=10**9)  # fmt: skip
+    raw = dead_letter(big, error, topic="dlq", route="r", handler="logs", now=NOW,
+                      max_bytes=1_000_000)  # fmt: skip
+    assert len(enveloped.value) > 1_000_000  # what would have been refused
+    assert is_raw(raw.headers)
+    assert not is_raw(enveloped.headers)
+    assert raw.value == big.value
+    assert raw.key == big.key
+    assert raw.headers[:3] == big.headers
+    assert from_raw(raw.key, raw.value, raw.headers) == DlqEnvelope.from_json(enveloped.value)
+    small = dead_letter(RECORD, error, topic="dlq", route="r", handler="logs", max_bytes=1_000_000)
+    assert not is_raw(small.headers)
+
+
+def test_a_raw_record_missing_a_header_is_refused_by_name() -> None:
+    raw = dead_letter(RECORD._replace(value=b"x" * 5000), BadInput("x"), topic="dlq",
+                      route="r", handler="logs", max_bytes=4000)  # fmt: skip
+    assert is_raw(raw.headers)
+    headers = tuple((k, v) for k, v in raw.headers if k != h.DLQ_STAGE)
+    with pytest.raises(ValueError, match=h.DLQ_STAGE):
+        from_raw(raw.key, raw.value, headers)
 
 
 def test_stage_defaults_to_handler_and_can_be_given() -> None:
@@ -227,8 +265,8 @@ class _ReferenceCap:
     def record(self, dead: bool) -> str | None:
         self.events.append(dead)
         window = self.events[-self.s.window :]
-        streak = len(self.events) - 1 - max(
-            (i for i, d in enumerate(self.events) if not d), default=-1
+        streak = (
+            len(self.events) - 1 - max((i for i, d in enumerate(self.events) if not d), default=-1)
         )
         if streak >= self.s.max_consecutive:
             return "consecutive"

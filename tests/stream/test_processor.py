@@ -7,6 +7,7 @@ import collections
 import io
 import logging
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,8 @@ from schemas.dlq import DlqEnvelope
 from schemas.enriched import Alert
 from schemas.records import SourceRecord
 from stream.config import KafkaSettings, LogSettings
+from stream.dlq import is_raw
+from stream.dlq_cli import ReadStats, read_envelopes
 from stream.errors import DlqCapExceeded
 from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
 from stream.logs import make_handler
@@ -405,3 +408,29 @@ async def test_json_logs_say_which_event(kafka: KafkaSettings, make_topic: Topic
         assert f"{src}[{entry['partition']}]@{entry['offset']}" in str(entry["msg"]) or (
             entry["logger"] == "handlers.grumbler"
         )
+
+
+async def test_a_bad_event_near_the_size_limit_reaches_the_dlq_whole(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """A 900 KB event that fails would make a 1.2 MB envelope, over the producer's 1 MB
+    limit: it reaches the DLQ in the raw form, bytes exact, and `dlq inspect` reads it
+    back like any envelope."""
+    src, out, dlq = make_topic("in"), make_topic("out"), make_topic("dlq")
+    big = b"\xff" + b"not json " * 100_000
+    produce(kafka.bootstrap_servers, src, [(b"k1", b'{"id": 1}'), (b"big", big), (b"k2", b"{}")])
+    processor = Processor(settings_for(kafka, [route("r", src, out)], dlq={"topic": dlq}))
+    await run_until(processor, all_handled(3))
+
+    (dead,) = consume(kafka.bootstrap_servers, dlq, 1)
+    assert is_raw(dead.headers)
+    assert dead.value == big
+    stats = ReadStats(dlq)
+    with closing(read_envelopes(kafka, stats, 10)) as envelopes:
+        (envelope,) = list(envelopes)
+    assert envelope.value == big
+    assert envelope.key == b"big"
+    assert envelope.source_offset == 1
+    assert envelope.error_class == "BadInput"
+    assert stats.unparsable == 0
+    assert len(consume(kafka.bootstrap_servers, out, 2)) == 2
