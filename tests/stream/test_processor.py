@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from handlers.base import Handler, Result
 from handlers.echo import EchoOptions
@@ -434,3 +435,42 @@ async def test_a_bad_event_near_the_size_limit_reaches_the_dlq_whole(
     assert envelope.error_class == "BadInput"
     assert stats.unparsable == 0
     assert len(consume(kafka.bootstrap_servers, out, 2)) == 2
+
+
+async def test_outputs_the_broker_refuses_are_dead_lettered_on_the_fast_path(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """The output topic takes records of at most 2,000 bytes: the broker refuses the
+    outputs of the larger events after they were queued (a failed delivery report, not
+    a refusal at produce time). Those events go to the DLQ with stage "produce"; the
+    others in the same polled runs are delivered and committed.
+
+    One record per request and no compression, so that the broker judges each output
+    alone: it refuses a whole batch that is too large, neighbours included, which is
+    why the producer's message.max.bytes must not exceed the topics' limit (README)."""
+    src, dlq = make_topic("in", 2), make_topic("dlq")
+    out = f"out-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    topic = NewTopic(out, num_partitions=2, config={"max.message.bytes": "2000"})
+    admin.create_topics([topic])[out].result(30)
+    records = [
+        (b"k%d" % i, orjson.dumps({"id": i, "pad": "x" * (3000 if i % 10 == 3 else 10)}))
+        for i in range(200)
+    ]
+    produce(kafka.bootstrap_servers, src, records)
+    alone = {"batch.num.messages": 1, "compression.type": "none", "linger.ms": 0}
+    kafka = kafka.model_copy(update={"producer_extra": alone})
+    settings = settings_for(kafka, [route("r", src, out, "unordered")], dlq={"topic": dlq})
+    processor = Processor(settings)
+    try:
+        await run_until(processor, all_handled(200))
+        dead = consume(kafka.bootstrap_servers, dlq, 20)
+        delivered = consume(kafka.bootstrap_servers, out, 180)
+    finally:
+        admin.delete_topics([out])
+    assert sorted(DlqEnvelope.from_json(r.value or b"").value or b"" for r in dead) == sorted(
+        v for i, (_, v) in enumerate(records) if i % 10 == 3
+    )
+    assert {header(r.headers, DLQ_STAGE) for r in dead} == {b"produce"}
+    assert len({source_of(r) for r in delivered}) == 180
+    assert sum(committed(kafka, src, 2)) == 200
