@@ -18,8 +18,8 @@ from confluent_kafka import Message
 from stream.errors import KafkaError
 from stream.kafka.errors import map_kafka_error
 
-# (the output's index in its group, the error, the message as reported: None if the
-# output was refused before it was queued)
+# (the output's index in its group, -1 if not bound; the error; the message as
+# reported: None if the output was refused before it was queued)
 Failure = tuple[int, KafkaError, Message | None]
 # ``expected`` while outputs are still being queued: no count of reports matches it.
 OPEN = 1 << 62
@@ -43,11 +43,13 @@ class Delivery:
         self.failures: list[Failure] = []
         self.fired = False
 
-    def report(self, index: int, error: RdKafkaError | None, msg: Message) -> None:
+    def report(self, error: RdKafkaError | None, msg: Message, index: int = -1) -> None:
         """One output's delivery report (librdkafka's callback, any polling thread).
 
-        Bind ``index`` with ``functools.partial`` to know which output failed: a
-        delivery report carries neither the output's headers nor anything of ours."""
+        A delivery report carries the output's key and value but not its headers, nor
+        anything of ours: bind ``index`` (``partial(report, index=i)``) to know which
+        output failed, or tell the outputs apart by key and value (see
+        ``Processor._delivered_run``, which saves the ``partial`` per output)."""
         if error is not None:
             self.failures.append((index, map_kafka_error(error, "delivering"), msg))
         reports = self.reports

@@ -388,15 +388,11 @@ class Processor:
             self._sink.ready,
             lambda failures: self._delivered_run(part, sent, values, failures, queued),
         )
-        report = delivery.report
+        report = delivery.report  # unbound: a failed report is told apart by key and value
         produce = self._sink.producer.produce  # the raw call: Sink.produce's wrapper costs
         for record, value, headers in answers:
             try:
-                produce(
-                    topic, value, record.key, headers=headers,  # type: ignore[arg-type] # see Sink
-                    # A bound index tells which record a failed report belongs to.
-                    on_delivery=partial(report, len(sent)),
-                )  # fmt: skip
+                produce(topic, value, record.key, on_delivery=report, headers=headers)  # type: ignore[arg-type] # see Sink
             except (BufferError, KafkaException):  # the general path waits, or reports
                 part.running += 1
                 output = OutRecord(topic, record.key, value, tuple(headers))
@@ -447,9 +443,7 @@ class Processor:
         self._room.set()
         if part.gone:
             return
-        failed: dict[int, tuple[KafkaError, Message | None]] = {}
-        for index, error, msg in failures:
-            failed.setdefault(index, (error, msg))  # the first failure of each output
+        failed = _failed_in_run(sent, values, failures) if failures else {}
         done = [r.offset for i, r in enumerate(sent) if i not in failed]
         part.offsets.done_many(done)
         part.running -= len(done)
@@ -639,7 +633,7 @@ class Processor:
         )
         for i, out in enumerate(outputs):
             try:
-                self._sink.send_nowait(out, partial(delivery.report, i))
+                self._sink.send_nowait(out, partial(delivery.report, index=i))
             except BufferError:  # librdkafka's queue is full: wait for room in a task
                 rest = self._send_rest(part, record, outputs, i, delivery, advance=advance)
                 self._spawn(part, rest)
@@ -663,7 +657,7 @@ class Processor:
     ) -> None:
         for i in range(start, len(outputs)):
             try:
-                await self._sink.send(outputs[i], partial(delivery.report, i))
+                await self._sink.send(outputs[i], partial(delivery.report, index=i))
             except KafkaError as exc:
                 delivery.refused(exc, unsent=len(outputs) - i)
                 self._sink.wake()
@@ -903,6 +897,29 @@ class Processor:
             await self._sink.close()
             for route in self.routes():
                 await route.handler.aclose()
+
+
+def _failed_in_run(
+    sent: list[SourceRecord], values: list[bytes], failures: list[Failure]
+) -> dict[int, tuple[KafkaError, Message | None]]:
+    """Which outputs of a run the failed reports belong to, by index in ``sent``: each
+    report is matched by the output's key and value. Outputs alike in both (the same
+    event twice) cannot be told apart, so all of them count as failed and are sent
+    again: at worst a duplicate, never a loss."""
+    by_content: dict[tuple[bytes | None, bytes], list[int]] = {}
+    for i, (record, value) in enumerate(zip(sent, values, strict=True)):
+        by_content.setdefault((record.key, value), []).append(i)
+    failed: dict[int, tuple[KafkaError, Message | None]] = {}
+    for index, error, msg in failures:
+        if index >= 0:
+            matches = [index]
+        elif msg is None:  # refused before it was queued: which one is unknown
+            matches = list(range(len(sent)))
+        else:
+            matches = by_content.get((msg.key(), msg.value() or b""), list(range(len(sent))))
+        for i in matches:
+            failed.setdefault(i, (error, msg))  # the first failure of each output
+    return failed
 
 
 def _source_record(topic: str, partition: int, offset: int, msg: Message) -> SourceRecord:
