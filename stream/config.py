@@ -191,6 +191,9 @@ class ModelSettings(_Section):
     max_attempts: PositiveInt = 4
     breaker_threshold: PositiveInt = 5
     breaker_cooldown_s: PositiveFloat = 5.0
+    # Each failed probe doubles the cooldown up to this (at least breaker_cooldown_s): it
+    # bounds how long after the endpoint's return the processor waits to find out.
+    breaker_max_cooldown_s: PositiveFloat = 10.0
     # Micro-batching (switch it off per route with the handler option batching = false).
     batch_max_events: PositiveInt = 16
     batch_max_tokens: PositiveInt = 6000

@@ -10,6 +10,9 @@ broker+controller JVM on free ports. One module serves three callers:
   pid and address live in a state file, so later commands find it;
 * ``make demo``, which reuses the broker ``kafka-up`` started or starts one.
 
+The fault tests also take a broker down and bring it back (``halt()``, ``restart()``):
+same data directory, same ports, as a broker that went away and came back.
+
 Standard library only, so it runs before the project's virtualenv exists.
 """
 
@@ -43,6 +46,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DATA_PREFIX = "sluicegate-kafka-"
 STATE_FILE = "broker.json"
+# Present while a broker is halted on purpose: its data directory is not stale.
+HALTED_FILE = "halted"
+HALTED_KEEP_S = 3600
 
 
 # JVMs this process started, kept so they are reaped (and not reported as leaked) on stop.
@@ -253,6 +259,9 @@ def sweep_stale() -> None:
     for path in Path(tempfile.gettempdir()).glob(f"{DATA_PREFIX}*"):
         state = path / STATE_FILE
         try:
+            halted = path / HALTED_FILE
+            if halted.exists() and time.time() - halted.stat().st_mtime < HALTED_KEEP_S:
+                continue  # to be restarted (see halt())
             if state.exists():
                 pid = int(json.loads(state.read_text())["pid"])
                 if is_alive(pid, str(path)):
@@ -302,8 +311,20 @@ def _start_once(libs: Path, *, attached: bool, port: int, timeout: float) -> Bro
         shutil.rmtree(data_dir, ignore_errors=True)
         raise BrokerError(f"formatting KRaft storage failed:\n{formatted.stdout}{formatted.stderr}")
 
-    cmd = [*_java_cmd(libs, data_dir, "kafka.Kafka", HEAP), str(props)]
-    with open(data_dir / "stdout.log", "wb") as out:
+    proc = _launch(libs, data_dir, attached=attached)
+    broker = Broker(f"127.0.0.1:{port}", proc.pid, str(data_dir), controller_port)
+    (data_dir / STATE_FILE).write_text(json.dumps(asdict(broker)))
+    try:
+        _wait_ready(proc, broker, timeout)
+    except BrokerError:
+        stop(broker)
+        raise
+    return broker
+
+
+def _launch(libs: Path, data_dir: Path, *, attached: bool) -> subprocess.Popen[bytes]:
+    cmd = [*_java_cmd(libs, data_dir, "kafka.Kafka", HEAP), str(data_dir / "server.properties")]
+    with open(data_dir / "stdout.log", "ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -313,28 +334,55 @@ def _start_once(libs: Path, *, attached: bool, port: int, timeout: float) -> Bro
             preexec_fn=_die_with_parent if attached else None,  # noqa: PLW1509 - see _die_with_parent
         )
     _CHILDREN[proc.pid] = proc
-    broker = Broker(f"127.0.0.1:{port}", proc.pid, str(data_dir), controller_port)
-    (data_dir / STATE_FILE).write_text(json.dumps(asdict(broker)))
+    return proc
 
+
+def _wait_ready(proc: subprocess.Popen[bytes], broker: Broker, timeout: float) -> None:
+    """Return once the broker answers metadata; raise if the JVM exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _CHILDREN.pop(proc.pid, None)
-            tail = _log_tail(data_dir)
-            shutil.rmtree(data_dir, ignore_errors=True)
+            tail = _log_tail(Path(broker.data_dir))
             if "Address already in use" in tail:
-                raise _PortTaken(f"port {port} or {controller_port} was taken")
+                raise _PortTaken(f"port {broker.port} or {broker.controller_port} was taken")
             raise BrokerError(f"Kafka exited with code {proc.returncode} while starting:\n{tail}")
-        if answers_metadata(port):
-            return broker
+        if answers_metadata(broker.port):
+            return
         time.sleep(0.2)
-    tail = _log_tail(data_dir)
-    stop(broker)
+    tail = _log_tail(Path(broker.data_dir))
     raise BrokerError(f"Kafka did not answer metadata requests within {timeout:.0f}s:\n{tail}")
+
+
+def halt(broker: Broker, timeout: float = 30.0) -> None:
+    """Stop the JVM (SIGTERM: controlled shutdown) but keep its data, so that ``restart``
+    brings the same broker back on the same ports: a broker outage, for fault tests."""
+    (Path(broker.data_dir) / HALTED_FILE).touch()
+    _terminate(broker, timeout)
+
+
+def restart(broker: Broker, *, attached: bool = True, timeout: float = 120.0) -> Broker:
+    """Start a halted broker again from its data directory; returns it with its new pid."""
+    data_dir = Path(broker.data_dir)
+    if is_alive(broker.pid, broker.data_dir):
+        raise BrokerError(f"broker pid {broker.pid} is still running; halt() it first")
+    if not (data_dir / "server.properties").exists():
+        raise BrokerError(f"{data_dir} holds no broker to restart (stopped, or swept)")
+    proc = _launch(ensure_jars(), data_dir, attached=attached)
+    again = Broker(broker.bootstrap, proc.pid, broker.data_dir, broker.controller_port)
+    (data_dir / STATE_FILE).write_text(json.dumps(asdict(again)))
+    (data_dir / HALTED_FILE).unlink(missing_ok=True)
+    _wait_ready(proc, again, timeout)
+    return again
 
 
 def stop(broker: Broker, timeout: float = 30.0) -> None:
     """SIGTERM (controlled shutdown), SIGKILL after ``timeout``, then remove the data."""
+    _terminate(broker, timeout)
+    shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+def _terminate(broker: Broker, timeout: float) -> None:
     if is_alive(broker.pid, broker.data_dir):
         os.kill(broker.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -348,7 +396,6 @@ def stop(broker: Broker, timeout: float = 30.0) -> None:
                 _reap(broker.pid)
                 time.sleep(0.05)
     _reap(broker.pid)
-    shutil.rmtree(broker.data_dir, ignore_errors=True)
 
 
 def _reap(pid: int) -> None:

@@ -133,7 +133,9 @@ class ModelClient:
             initial=settings.initial_concurrency,
         )
         self.breaker = CircuitBreaker(
-            threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s
+            threshold=settings.breaker_threshold,
+            cooldown_s=settings.breaker_cooldown_s,
+            max_cooldown_s=max(settings.breaker_max_cooldown_s, settings.breaker_cooldown_s),
         )
         self.rate_limited = 0  # 429 answers seen (a metric)
         # Metrics: chat requests by outcome, and how long the successful ones took.

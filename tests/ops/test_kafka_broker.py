@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,3 +93,19 @@ def test_unknown_pid_is_not_ours() -> None:
     """is_alive checks the command line, so a recycled pid is never signalled."""
     assert local_kafka.is_alive(os.getpid())
     assert not local_kafka.is_alive(os.getpid(), "/nonexistent/sluicegate-kafka-x")
+
+
+def test_a_halted_broker_is_not_swept() -> None:
+    """The data of a broker halted on purpose (halt(), then restart()) survives the
+    sweep of stale data directories; without the mark it would not."""
+    path = Path(tempfile.mkdtemp(prefix=local_kafka.DATA_PREFIX))
+    try:
+        (path / local_kafka.STATE_FILE).write_text(json.dumps({"pid": os.getpid()}))
+        (path / local_kafka.HALTED_FILE).touch()
+        local_kafka.sweep_stale()
+        assert path.exists()
+        (path / local_kafka.HALTED_FILE).unlink()
+        local_kafka.sweep_stale()
+        assert not path.exists()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

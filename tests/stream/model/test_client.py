@@ -122,6 +122,15 @@ async def test_outage_exhausts_attempts_then_opens_the_breaker() -> None:
     assert len(server.requests) == sent
 
 
+async def test_breaker_cooldown_is_capped_by_the_settings() -> None:
+    """Failed probes double the breaker's cooldown only up to breaker_max_cooldown_s, so a
+    long outage is noticed to end within that many seconds; never below the cooldown."""
+    server = Server(lambda body, n: completion(answer(good("a"))))
+    capped = client(server, breaker_cooldown_s=5, breaker_max_cooldown_s=12)
+    assert capped.breaker.max_cooldown_s == 12
+    assert client(server, breaker_cooldown_s=30).breaker.max_cooldown_s == 30
+
+
 async def test_usage_is_counted() -> None:
     """Prompt, cached and completion tokens are summed from each response's usage."""
     server = Server(lambda body, n: completion(answer(good("a")), usage=(2000, 20, 1536)))

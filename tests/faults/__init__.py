@@ -1,0 +1,1 @@
+"""Fault scenarios against the real broker and the model simulator (RELIABILITY.md)."""

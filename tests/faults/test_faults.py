@@ -1,0 +1,103 @@
+"""Faults against the real broker and the model simulator: nothing is lost, and each
+fault is met the way it should be (RELIABILITY.md has the numbers of the last run).
+
+Durations are real (a 30 s broker stop, a 60 s model outage); time bounds are only
+"within seconds" promises, with room for a noisy machine; no throughput is asserted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.faults import kafka_faults, model_faults
+from tests.faults.lab import Lab
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture
+def kafka_lab(kafka_bootstrap: str, tmp_path: Path) -> Lab:
+    return Lab(kafka_bootstrap, tmp_path)
+
+
+@pytest.fixture
+def model_lab(kafka_bootstrap: str, tmp_path: Path, simulator: str) -> Lab:
+    return Lab(kafka_bootstrap, tmp_path, simulator)
+
+
+@pytest.mark.timeout(300)
+def test_broker_restart(tmp_path: Path) -> None:
+    """A broker stopped for 30 s under a running processor and restarted: processing
+    resumes by itself, nothing is lost, and the processor never exits."""
+    tally = kafka_faults.broker_restart(Lab("", tmp_path))
+    assert tally.lost == 0, tally
+    assert tally.out + tally.dead == tally.events_in
+    assert tally.facts["committed_at_stop"] < tally.events_in, "the stop came too late"
+    assert tally.facts["first_commit_after_restart_s"] < 60, tally.facts
+    assert tally.dead == sum(1 for i in range(tally.events_in) if i % 97 == 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(300)
+async def test_model_outage(model_lab: Lab) -> None:
+    """A 60 s model outage: the breaker opens, consumption pauses, no event is
+    dead-lettered, and processing recovers within seconds of the model's return."""
+    tally = await model_faults.model_outage(model_lab)
+    facts = tally.facts
+    assert tally.lost == 0, tally
+    assert tally.dead == 0, tally
+    assert tally.out == tally.events_in
+    assert facts["breaker_opened"] >= 1
+    assert facts["paused_share_while_open"] >= 0.9, facts
+    assert facts["consumed_while_open"] < facts["arrived_by_model_return"] // 4, facts
+    # The breaker probes at least every model.breaker_max_cooldown_s (10 s).
+    assert facts["first_answer_after_return_s"] < 15, facts
+    assert facts["resumed_after_return_s"] < 20, facts
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(240)
+async def test_model_slowdown(model_lab: Lab) -> None:
+    """A model ten times slower under a backlog: the events held in memory stay within
+    their bound, partitions pause, the process does not grow, nothing is lost."""
+    tally = await model_faults.model_slowdown(model_lab)
+    facts = tally.facts
+    assert tally.lost == 0, tally
+    assert tally.dead == 0, tally
+    bound = facts["max_in_flight"] + facts["max_poll_records"]
+    for phase in ("before", "slowed", "after"):
+        assert facts[phase]["peak_in_flight"] <= bound, facts
+    assert facts["slowed"]["paused_share"] > 0.5, facts
+    assert facts["rss_growth_slowed_mib"] < 50, facts
+    assert facts["rss_growth_second_half_mib"] < 25, facts
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(240)
+async def test_rate_limit_storms(model_lab: Lab) -> None:
+    """Three storms of 429s (request limit, token limit, both): every event enriched,
+    none dead-lettered, none lost."""
+    tally = await model_faults.rate_limit_storms(model_lab)
+    assert tally.lost == 0, tally
+    assert tally.dead == 0, tally
+    assert tally.out == tally.events_in
+    assert tally.facts["answers_429"] >= len(model_faults.STORMS), tally.facts
+
+
+@pytest.mark.timeout(240)
+def test_eos_kill(kafka_lab: Lab) -> None:
+    """SIGKILLed three times while an exactly-once transaction holds records: a
+    read_committed reader sees every input exactly once, and the records of a killed
+    open transaction never."""
+    tally = kafka_faults.eos_kill(kafka_lab)
+    facts = tally.facts
+    assert tally.lost == 0, tally
+    assert tally.duplicated == 0, tally
+    assert tally.out + tally.dead == tally.events_in
+    assert min(facts["records_pending_at_each_kill"]) > 0, facts
+    # A kill can also land while the commit is already on its way (its records then
+    # commit); most hit the transaction open, and their records must be aborted.
+    assert facts["kills_inside_open_transaction"] >= 1, facts
+    assert max(facts["committed_inputs_after_each_kill"]) < tally.events_in, facts
