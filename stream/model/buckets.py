@@ -74,9 +74,17 @@ class RateBudget:
     def __init__(self, rpm: float, tpm: float, clock: Clock = time.monotonic) -> None:
         self.requests = TokenBucket(rpm, clock)
         self.tokens = TokenBucket(tpm, clock)
+        self._clock = clock
+        self._held_until = 0.0
 
     def wait_for(self, tokens: float) -> float:
-        return max(self.requests.wait_for(1), self.tokens.wait_for(tokens))
+        held = self._held_until - self._clock()
+        return max(held, self.requests.wait_for(1), self.tokens.wait_for(tokens))
+
+    def hold(self, seconds: float) -> None:
+        """The server answered 429 with a retry-after: no call starts for ``seconds``,
+        not only the refused one, so one refusal does not become a burst of them."""
+        self._held_until = max(self._held_until, self._clock() + seconds)
 
     def take(self, tokens: float) -> None:
         self.requests.take(1)

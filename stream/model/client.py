@@ -50,6 +50,10 @@ T = TypeVar("T")
 
 Messages = list[dict[str, str]]
 FLEX_RETRY_S = 60
+# While the breaker's probe is out, how long a refused call waits before asking again.
+PROBE_WAIT_S = 0.5
+# A 429 without retry-after holds every call back this long.
+RATE_LIMIT_HOLD_S = 1.0
 
 
 @dataclass
@@ -261,8 +265,7 @@ class ModelClient:
                 response = await self._sdk.moderations.create(model=model, input=text)
             except openai.OpenAIError as exc:
                 mapped = map_openai_error(exc, f"calling {model}")
-                if mapped.retriable:
-                    self.breaker.record(ok=False)
+                self._breaker_failure(mapped)
                 raise mapped from None
             except BaseException:
                 self.breaker.forget_probe()
@@ -294,9 +297,18 @@ class ModelClient:
             if not any(h.startswith("x-ratelimit-remaining-") for h in headers):
                 headers = {"x-ratelimit-remaining-requests": "0"}
             self.budget.sync_headers(headers)
-        if mapped.retriable:
-            self.breaker.record(ok=False)
+            self.budget.hold(getattr(mapped, "retry_after", None) or RATE_LIMIT_HOLD_S)
+        self._breaker_failure(mapped)
         return mapped, False
+
+    def _breaker_failure(self, error: SluicegateError) -> None:
+        """Count a failed call towards the breaker if it says the endpoint is failing. A
+        429 says it is up and asks us to slow down, which the rate budget and the
+        adaptive limit do: it is no outage, and a probe that gets one proves nothing."""
+        if isinstance(error, ModelRateLimited):
+            self.breaker.forget_probe()
+        elif error.retriable:
+            self.breaker.record(ok=False)
 
     async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt_once`` through the breaker, retrying transient failures with
@@ -304,10 +316,12 @@ class ModelClient:
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             if not self.breaker.allow():
-                wait = self.breaker.retry_after()
+                # Half-open with the probe out: no time is known; ask again in a while
+                # rather than spin on it.
+                wait = self.breaker.retry_after() or PROBE_WAIT_S
                 raise ModelCircuitOpen(
                     f"the model endpoint is failing; circuit open for {wait:.1f}s more",
-                    retry_after=max(wait, 0.05),
+                    retry_after=wait,
                 )
             try:
                 return await attempt_once()

@@ -105,6 +105,18 @@ async def test_rate_limit_is_waited_out_and_shrinks_concurrency() -> None:
     assert model.concurrency.limit < 10
 
 
+async def test_rate_limits_never_open_the_breaker() -> None:
+    """429s say the endpoint is up and asks us to slow down: however many come in a row,
+    the breaker stays closed (the rate budget and the adaptive limit slow down)."""
+    server = Server(lambda body, n: error(429, "rate_limit_exceeded", **{"retry-after-ms": "1"})
+                    if n < 6 else completion(answer(good("a"))))  # fmt: skip
+    model = client(server, max_attempts=8, breaker_threshold=3)
+    answers = await model.ask(TASK, EVENTS[:1])
+    assert set(answers.outputs) == {"a"}
+    assert model.rate_limited == 6
+    assert model.breaker.opened == 0
+
+
 async def test_outage_exhausts_attempts_then_opens_the_breaker() -> None:
     """Persistent 503s raise a retriable error after max_attempts; enough of them open
     the breaker, which then refuses calls without touching the server."""
