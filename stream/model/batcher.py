@@ -1,11 +1,11 @@
 """Micro-batching: concurrent asks of one task share a request.
 
-Handlers ask for one event at a time; the batcher holds each ask for at most
-``max_wait_s`` so that up to ``max_events`` events (and ``max_tokens`` of their text)
-of the same task go out in one request. The static prompt is paid once per batch
-instead of once per event. Identical content is answered from the cache, or shares the
-request already in flight for it. The usage of a batch is shared out evenly, so every
-event carries its part of the tokens.
+Handlers ask for one event at a time; the batcher holds each ask for ``max_wait_s`` so
+that up to ``max_events`` events (and ``max_tokens`` of their text) of the same task go
+out in one request, and longer while the rate budget would hold the request back anyway.
+The static prompt is paid once per batch instead of once per event. Identical content
+is answered from the cache, or shares the request already in flight for it. The usage
+of a batch is shared out evenly, so every event carries its part of the tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
 from stream.model.client import ModelClient, strict_schema
 from stream.model.tokens import estimate_tokens
+
+# While the rate budget holds requests back, a waiting batch looks again this often.
+MAX_HOLD_S = 0.25
 
 
 @dataclass
@@ -139,7 +142,22 @@ class Batcher:
             self._flush(tid)
         elif pending.timer is None:
             loop = asyncio.get_running_loop()
-            pending.timer = loop.call_later(self.max_wait_s, self._flush, tid)
+            pending.timer = loop.call_later(self.max_wait_s, self._due, tid)
+
+    def _due(self, tid: str) -> None:
+        """The batch's wait is over. If the rate budget would hold its request back
+        anyway, let the batch keep growing until the budget allows a request (or the
+        batch is full): a steady stream under a low request limit then sends full
+        batches instead of queueing part-empty ones behind the budget."""
+        pending = self._pending.get(tid)
+        if pending is None:
+            return
+        wait = self.client.budget.wait_for(0)
+        if wait > 0:
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(min(wait, MAX_HOLD_S), self._due, tid)
+            return
+        self._flush(tid)
 
     def _batch_limit(self, tid: str, task: Task) -> int:
         """Events per request: ``max_events``, fewer when their answers would not fit in

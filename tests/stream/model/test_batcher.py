@@ -37,6 +37,22 @@ async def test_concurrent_asks_share_a_request() -> None:
     assert sum(r.prompt_tokens for r in replies) == pytest.approx(2000)
 
 
+async def test_a_batch_grows_while_the_rate_budget_holds_requests_back() -> None:
+    """With the request budget spent, asks trickling in join the waiting batch instead of
+    each batch closing after max_wait_s and queueing part-empty behind the budget."""
+    server = echo_labels(Server(lambda b, n: completion(None)))
+    model = client(server, rpm=30)  # one request every 2 s once the minute's are spent
+    model.budget.requests.take(30)
+    batcher = Batcher(model, max_events=10, max_wait_s=0.01)
+
+    async def trickle(i: int) -> None:
+        await asyncio.sleep(0.03 * i)
+        await batcher.ask(TASK, f"review {i}")
+
+    await asyncio.gather(*(trickle(i) for i in range(8)))
+    assert [len(server.events(n)) for n in range(len(server.requests))] == [8]
+
+
 async def test_token_limit_splits_batches() -> None:
     """A batch never holds more event text than max_tokens."""
     server = echo_labels(Server(lambda b, n: completion(None)))
