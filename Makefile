@@ -59,7 +59,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $@
 
 soak: $(BENCH_STAMP) kafka-fetch ## a 10-minute soak: memory, lag and latency plotted to docs/soak.png; into BENCHMARKS.md
-	$(PY) -m tests.bench.soak --minutes 10 --plot docs/soak.png --write BENCHMARKS.md
+	$(PY) -m tests.bench.soak --minutes 10 --cache-entries 2000 --plot docs/soak.png --write BENCHMARKS.md
 
 DATA ?= ../shared/datasets
 EVAL := $(VENV)/bin/sluicegate eval

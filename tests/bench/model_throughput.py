@@ -40,7 +40,7 @@ from tests.bench.model_workload import (
     plain_client,
     service_settings,
 )
-from tests.bench.report import write_section
+from tests.bench.report import publish
 from tests.bench.simulated import simulator
 
 SECTION = "model-throughput"
@@ -306,10 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     load = (load_before, os.getloadavg()[0])
     command = shlex.join([os.path.relpath(sys.executable), "-m", __spec__.name, *sys.argv[1:]])
     text = section(plan, rows, command, time.monotonic() - started, load)
-    print("\n" + text)
-    if args.write is not None:
-        write_section(args.write, text, SECTION)
-        print(f"wrote the section into {args.write}")
+    publish(text, args.write, SECTION)
     return 0
 
 

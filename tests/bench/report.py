@@ -83,6 +83,14 @@ def table(variants: list[Variant]) -> str:
     return "\n".join(lines)
 
 
+def publish(text: str, path: Path | None, name: str) -> None:
+    """Print a benchmark's section, and write it into ``path`` (``--write``) if given."""
+    print("\n" + text)
+    if path is not None:
+        write_section(path, text, name)
+        print(f"wrote the section into {path}")
+
+
 def write_section(path: Path, section: str, name: str = DEFAULT_SECTION) -> None:
     """Put ``section`` between the markers of ``name`` in ``path`` (created with an intro
     if missing), replacing what was there; anything outside the markers is kept."""

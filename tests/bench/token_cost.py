@@ -50,7 +50,7 @@ from tests.bench.model_workload import (
     reviews,
     service_settings,
 )
-from tests.bench.report import write_section
+from tests.bench.report import publish
 from tests.bench.simulated import simulator
 
 SECTION = "token-cost"
@@ -281,10 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(
         rows, prices, args.repeats, command=command, seconds=time.monotonic() - started, load=load
     )
-    print("\n" + text)
-    if args.write is not None:
-        write_section(args.write, text, SECTION)
-        print(f"wrote the section into {args.write}")
+    publish(text, args.write, SECTION)
     return 0
 
 
