@@ -28,7 +28,14 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     errors: list[object] = []
     for key, value in records:
-        producer.produce(topic, value=value, key=key, on_delivery=lambda e, _m: errors.append(e))
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, on_delivery=lambda e, _m: errors.append(e)
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.5)
     assert producer.flush(30) == 0
     producer.close()
     assert [e for e in errors if e is not None] == []

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS, KILLS = 3, 6
 # Enough events that the kills come mid-stream on either path.
-EVENTS = {"awaited": 4500, "fast": 60000}
+EVENTS = {"awaited": 4500, "fast": 120000}
 
 
 def write_config(
@@ -122,10 +122,16 @@ def test_sigkill_loop_loses_nothing(
     config, log = tmp_path / "crash.toml", tmp_path / "processor.log"
     write_config(config, kafka, src=src, out=out, dlq=dlq, eos=eos, fast=path == "fast")
     rng = random.Random(uuid.uuid4().int)
+    log.touch()
 
     for _ in range(KILLS):
+        before = len(log.read_text())
         proc = start(config, log)
-        time.sleep(rng.uniform(0.8, 2.5))
+        if path == "fast":  # it moves fast once assigned: kill soon after that
+            wait_for_assignment(proc, log, before)
+            time.sleep(rng.uniform(0.05, 0.5))
+        else:
+            time.sleep(rng.uniform(0.8, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, log.read_text()[-20000:]
@@ -134,9 +140,7 @@ def test_sigkill_loop_loses_nothing(
     before = len(log.read_text())
     proc = start(config, log)
     deadline = time.monotonic() + 120
-    while "assigned [" not in log.read_text()[before:] and time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
+    wait_for_assignment(proc, log, before)
     while committed_total(kafka, src) < events and time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         time.sleep(0.5)
@@ -157,6 +161,14 @@ def test_sigkill_loop_loses_nothing(
         dupes = {k: n for k, n in seen.items() if n > 1}
         assert not dupes, f"{len(dupes)} outputs duplicated under exactly-once"
         assert len(seen) == events
+
+
+def wait_for_assignment(proc: subprocess.Popen[bytes], log: Path, since: int) -> None:
+    """Until the processor started at log offset ``since`` says it got partitions."""
+    deadline = time.monotonic() + 60
+    while "assigned [" not in log.read_text()[since:] and time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.05)
 
 
 def per_partition(kafka: KafkaSettings, topic: str, partition: int) -> int:
