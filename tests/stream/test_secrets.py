@@ -1,6 +1,7 @@
 """Secrets never reach the output: the API key and the SASL password are absent from
-everything a running processor writes (logs at DEBUG, both formats), from ``config
-check`` and from ``/metrics``."""
+everything a running processor writes (logs at DEBUG, both formats; the enriched
+events, DLQ records and alerts it produces), from ``config check`` and from
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ def test_no_secret_in_any_output(
     kafka: KafkaSettings, make_topic: TopicFactory, simulator_process: str, tmp_path: Path,
     log_format: str,
 ) -> None:  # fmt: skip
-    src, out = make_topic("in"), make_topic("out")
+    src, out, dlq, alerts = (make_topic(p) for p in ("in", "out", "dlq", "alerts"))
+    bad = [b"not json %d" % i for i in range(4)]  # dead letters near the cap: an alert too
     events = [orjson.dumps({"text": f"It is a chair number {i}."}) for i in range(5)]
-    produce(kafka.bootstrap_servers, src, [(None, e) for e in events])
+    produce(kafka.bootstrap_servers, src, [(None, e) for e in bad + events])
     port = free_port()
     config = tmp_path / "c.toml"
     config.write_text(
@@ -77,6 +79,7 @@ def test_no_secret_in_any_output(
         f'sasl_username = "svc"\nsasl_password = "{SASL_PASSWORD}"\n'
         f'[model]\nbase_url = "{simulator_process}"\n'
         f'[metrics]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[dlq]\ntopic = "{dlq}"\nmax_consecutive = 5\n[alerts]\ntopic = "{alerts}"\n'
         f'[log]\nlevel = "DEBUG"\nformat = "{log_format}"\n'
         f'[[routes]]\nname = "r"\ninput_topics = ["{src}"]\noutput_topic = "{out}"\n'
         'handler = "sentiment"\noptions = { local_tier = false }\n'
@@ -89,7 +92,10 @@ def test_no_secret_in_any_output(
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     metrics = b""
     try:
-        assert len(consume(kafka.bootstrap_servers, out, 5, timeout=60)) == 5
+        produced = consume(kafka.bootstrap_servers, out, 5, timeout=60)
+        dead = consume(kafka.bootstrap_servers, dlq, 4, timeout=30)
+        raised = consume(kafka.bootstrap_servers, alerts, 1, timeout=30)
+        assert (len(produced), len(dead), len(raised)) == (5, 4, 1)
         deadline = time.monotonic() + 10
         while not metrics and time.monotonic() < deadline:
             try:
@@ -103,7 +109,10 @@ def test_no_secret_in_any_output(
     assert b"sluicegate_events_total" in metrics
     assert b"DEBUG" in logs or b'"debug"' in logs  # the run did log at DEBUG
     for secret in (API_KEY, SASL_PASSWORD):
+        records = b"".join(
+            (r.value or b"") + b"".join(v for _, v in r.headers) for r in produced + dead + raised
+        )
         for name, text in (("config check", check.stdout + check.stderr), ("logs", logs),
-                           ("metrics", metrics)):  # fmt: skip
+                           ("metrics", metrics), ("records", records)):  # fmt: skip
             assert secret.encode() not in text, f"{name} shows a secret"
             assert secret[-12:].encode() not in text, f"{name} shows part of a secret"
