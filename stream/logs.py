@@ -21,6 +21,8 @@ from stream.config import LogSettings
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
+NOISY = ("httpx2", "httpcore2", "httpx", "httpcore")
+
 # The event being handled in the current task: route, topic, partition, offset.
 EVENT: ContextVar[Mapping[str, Any] | None] = ContextVar("sluicegate_event", default=None)
 
@@ -74,3 +76,8 @@ def configure(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # The HTTP client logs a line per model request at INFO: thousands a minute. Its
+    # warnings still show, and all of it at DEBUG.
+    quiet = logging.DEBUG if settings.level == "DEBUG" else logging.WARNING
+    for name in NOISY:
+        logging.getLogger(name).setLevel(quiet)
