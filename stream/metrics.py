@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -58,13 +57,12 @@ class RuntimeCollector(Collector):
             labels=["outcome", "route"],
         )
         for route in p.routes():
-            counts = asdict(route.counts)
             for outcome in ("consumed", "produced", "dead_lettered", "skipped", "redelivered"):
-                events.add_metric([outcome, route.name], counts[outcome])
+                events.add_metric([outcome, route.name], getattr(route.counts, outcome))
         yield events
-        stats = asdict(p.stats)
         for name in ("retries", "pauses", "resumes", "commits", "transactions"):
-            yield CounterMetricFamily(f"sluicegate_{name}", f"Processor {name}", value=stats[name])
+            value = getattr(p.stats, name)
+            yield CounterMetricFamily(f"sluicegate_{name}", f"Processor {name}", value=value)
         parts = list(p.partitions.values())
         yield GaugeMetricFamily(
             "sluicegate_in_flight_events", "Events held in memory", value=sum(x.load for x in parts)

@@ -59,12 +59,6 @@ class Partition:
         """Events held in memory for this partition: in flight plus staged."""
         return self.offsets.in_flight + len(self.staged)
 
-    def finished_to(self) -> int | None:
-        """The next offset after the events finished in order (committed or about to be),
-        or None before any event started."""
-        offset = self.offsets.committable()
-        return self.committed if offset is None else offset
-
     def new_committable(self) -> int | None:
         """The committable offset, or None if there is none or it is committed already."""
         offset = self.offsets.committable()

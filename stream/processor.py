@@ -86,6 +86,7 @@ class Processor:
         self._routes = {
             t: r for r in build_routes(settings, handlers, model) for t in r.settings.input_topics
         }
+        self.stats.routes = [route.counts for route in self.routes()]
         self._eos = settings.processing.guarantee == "exactly-once"
         self._source = Source(
             settings.kafka,
@@ -150,7 +151,8 @@ class Processor:
     def lag(self) -> dict[TP, int]:
         """Messages behind the high watermark, per assigned partition, counted from the
         events finished in order (see ``Source.lag``)."""
-        return self._source.lag({tp: part.finished_to() for tp, part in self._parts.items()})
+        finished = {tp: part.offsets.committable() for tp, part in self._parts.items()}
+        return self._source.lag(finished)
 
     # --- the main loop -----------------------------------------------------------------
 
@@ -293,7 +295,6 @@ class Processor:
             run, offsets = self._without_redeliveries(part, run, offsets)
         part.offsets.started_many(offsets)
         self._load += len(run)
-        self.stats.consumed += len(run)
         part.route.counts.consumed += len(run)
         if not part.route.handler.answers_now:
             for msg, offset in zip(run, offsets, strict=True):
@@ -425,7 +426,6 @@ class Processor:
         kept_offsets: list[int] = []
         for msg, offset in zip(run, offsets, strict=True):
             if offset <= top:
-                self.stats.redelivered += 1
                 part.route.counts.redelivered += 1
                 log.debug("skipping redelivered %s[%d]@%d", *part.tp, offset)
                 continue
@@ -453,7 +453,6 @@ class Processor:
         part.offsets.done_many(done)
         part.running -= len(done)
         self._load -= len(done)
-        self.stats.produced += len(done)
         part.route.counts.produced += len(done)
         if done:
             self.stages["produce"].observe_many(perf_counter() - queued, len(done))
@@ -520,7 +519,6 @@ class Processor:
             self._fail(exc)
             return
         if dead:
-            self.stats.dead_lettered += 1
             part.route.counts.dead_lettered += 1
             if self._cap.near_limit:
                 outputs = [*outputs, *self._cap_alert(part, record)]
@@ -588,7 +586,6 @@ class Processor:
 
     def _outputs(self, part: Partition, record: SourceRecord, result: Result) -> list[OutRecord]:
         if result.value is None:
-            self.stats.skipped += 1
             part.route.counts.skipped += 1
         return output_records(
             record,
@@ -686,7 +683,6 @@ class Processor:
         """Every output of ``record`` reported. On failure retry if it may help, else
         dead-letter; never drop."""
         if not failures:
-            self.stats.produced += len(outputs)
             part.route.counts.produced += len(outputs)
             if queued is not None:
                 self.stages["produce"].observe(perf_counter() - queued)
@@ -702,7 +698,6 @@ class Processor:
             return
         else:
             retry = [self._dead_letter(part.route, record, error, 1, "produce")]
-            self.stats.dead_lettered += 1
             part.route.counts.dead_lettered += 1
         self.stats.retries += 1
         self._spawn(part, self._send_later(part, record, retry))
@@ -817,7 +812,6 @@ class Processor:
                     events, outputs = owner.committed_to(offset)
                     self._load -= events
                     self._staged -= events
-                    self.stats.produced += outputs
                     owner.route.counts.produced += outputs
                     if events:
                         self.stages["produce"].observe_many(took, events)

@@ -121,7 +121,7 @@ class Source:
                 done = consumer.position([tp])[0].offset if upto is None else upto
             except KafkaException:
                 continue
-            if high >= 0 and done is not None and done >= 0:
+            if high >= 0 and done >= 0:
                 lags[(topic, partition)] = max(0, high - done)
         return lags
 
