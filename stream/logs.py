@@ -3,7 +3,8 @@
 Lines logged while an event is being handled carry its route, topic, partition and
 offset: the processor sets ``EVENT`` in the task that handles the event (a task copies
 the context it starts in, so each event's task sees its own), and ``EventFields`` adds
-them to every record logged there, the handler's and the model client's included.
+them to every record logged there, the handler's included. A model request serves a
+whole batch of events, so its lines carry none.
 """
 
 from __future__ import annotations

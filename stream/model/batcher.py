@@ -11,6 +11,7 @@ of a batch is shared out evenly, so every event carries its part of the tokens.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -173,7 +174,11 @@ class Batcher:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        request = asyncio.create_task(self._request(pending.task, pending.events))
+        # A context of its own: the request serves the whole batch, so what it logs must
+        # not carry the fields of the event whose ask happened to start the batch.
+        request = asyncio.create_task(
+            self._request(pending.task, pending.events), context=contextvars.Context()
+        )
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
 

@@ -297,7 +297,7 @@ class ModelClient:
             if not any(h.startswith("x-ratelimit-remaining-") for h in headers):
                 headers = {"x-ratelimit-remaining-requests": "0"}
             self.budget.sync_headers(headers)
-            self.budget.hold(getattr(mapped, "retry_after", None) or RATE_LIMIT_HOLD_S)
+            self.budget.hold(mapped.retry_after or RATE_LIMIT_HOLD_S)
         self._breaker_failure(mapped)
         return mapped, False
 

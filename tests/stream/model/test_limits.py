@@ -62,6 +62,18 @@ def test_headers_pull_the_budget_down() -> None:
     assert budget.wait_for(10) == 0.0
 
 
+def test_a_429_holds_every_call_back() -> None:
+    """After a 429's retry-after, no call may start, whatever the buckets hold; a later,
+    shorter hold does not cut an earlier one short."""
+    clock = Clock()
+    budget = RateBudget(rpm=600, tpm=100_000, clock=clock)
+    budget.hold(2.0)
+    budget.hold(0.5)
+    assert budget.wait_for(10) == pytest.approx(2.0)
+    clock.now += 2.0
+    assert budget.wait_for(10) == 0.0
+
+
 def test_unlimited_bucket_never_waits() -> None:
     """A limit of 0 means no limit."""
     bucket = TokenBucket(0)
