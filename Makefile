@@ -49,7 +49,7 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
 
 .PHONY: load soak
-load: install kafka-fetch ## added latency at half capacity, 1-3 replicas under the model's limit (~15 min); into BENCHMARKS.md
+load: install kafka-fetch ## added latency at half capacity, 1-3 replicas under the model's limit (~17 min); into BENCHMARKS.md
 	$(PY) -m tests.bench.latency --write BENCHMARKS.md
 	$(PY) -m tests.bench.replicas --write BENCHMARKS.md
 

@@ -129,7 +129,7 @@ def settings_note(raised: dict[str, int]) -> str:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000, help="events per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each variant")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each variant")
     parser.add_argument("--write", type=Path, help="replace this benchmark's section in FILE")
     raised = parser.add_argument_group("the raised bounds of the last two variants")
     raised.add_argument("--max-in-flight", type=int, default=20_000)
