@@ -11,8 +11,8 @@ from stream.config import Settings
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
-from stream.processor import Processor
 from stream.routes import build_routes, needs_model
+from stream.runtime.processor import Processor
 
 log = logging.getLogger("sluicegate")
 

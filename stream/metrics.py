@@ -32,7 +32,7 @@ from stream.errors import KafkaUnavailable
 from stream.histogram import Histogram
 from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
