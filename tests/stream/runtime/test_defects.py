@@ -20,6 +20,7 @@ from schemas.records import SourceRecord
 from stream.config import KafkaSettings, RouteSettings
 from stream.dlq import dead_letter, from_raw, is_raw, shrink
 from stream.errors import ProduceFailed
+from stream.kafka.admin import record_limit_problems
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import DLQ_FORMAT, header
 from stream.kafka.source import consumer_config
@@ -225,3 +226,17 @@ async def test_a_partition_paused_revoked_and_assigned_back_resumes(
     await first_task
     got = {source_of(r) for r in consume(kafka.bootstrap_servers, out, 400)}
     assert len(got) == 400
+
+
+def test_record_limits_that_would_truncate_dead_letters_name_the_settings() -> None:
+    """An input topic that takes more than the producer or the DLQ topic: say which
+    setting to raise, to how much."""
+    problems = record_limit_problems({"big": 3_000_000, "small": 1_000_000}, {"out": 1_048_588},
+                                     ("dlq", 1_048_588), 1_000_000)  # fmt: skip
+    text = " ".join(problems)
+    assert "'big' accepts records up to 3000000" in text
+    assert 'kafka.producer_extra."message.max.bytes" to at least 3004096' in text
+    assert "DLQ topic 'dlq'" in text
+    assert "output topic(s) out" in text
+    assert record_limit_problems({"in": 900_000}, {"out": 2_000_000}, ("dlq", 2_000_000),
+                                 2_000_000) == []  # fmt: skip
