@@ -25,8 +25,8 @@ install: $(STAMP) ## create .venv and install the project with its dev and local
 kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
 	@$(PYTHON) -m ops.kafka fetch >/dev/null
 
-test: install kafka-fetch ## run the whole test suite (starts its own Kafka broker)
-	$(PY) -m pytest
+test: install kafka-fetch ## run the test suite (starts its own Kafka broker); the longest chaos runs are in make reliability
+	$(PY) -m pytest -m "not reliability"
 
 lint: install ## ruff checks, format check, and the dependency audit
 	$(VENV)/bin/ruff check .
