@@ -22,11 +22,12 @@ Pure and synchronous (no model, no I/O); one store per route. A handler does::
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from handlers.logs.masks import instructions
-from handlers.logs.templates import WILDCARD, Template, fitted, normalize_line, stable_id
+from handlers.logs.templates import WILDCARD, Template, fitted, stable_id
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,51 @@ class StoreConfig:
     max_chars: int = 2_000
     max_templates_per_cluster: int = 16  # beyond: Drain's own template answers
     max_candidates: int = 32  # templates of other clusters fitted to a new cluster's line
+    max_leaf: int = 64  # clusters of one Drain leaf a line is compared with (the newest)
+
+
+def bounded_drain(config: StoreConfig, param_str: str) -> Any:
+    """Drain3's ``Drain`` keeping the newest ``max_leaf`` clusters of each leaf only.
+    Plain Drain compares a line with every cluster of its leaf (all clusters of one token
+    count and first tokens) and copies the leaf's list on every new cluster: with
+    thousands of them, 15-40 ms per line. Older clusters of a full leaf are forgotten
+    by the tree (their learned templates still answer through the store's index)."""
+    from drain3.drain import Drain  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    class BoundedDrain(Drain):  # type: ignore[misc]
+        def fast_match(
+            self, cluster_ids: Sequence[int], tokens: list[str], sim_th: float, include_params: bool
+        ) -> Any:
+            newest = cluster_ids[-config.max_leaf :]
+            return super().fast_match(newest, tokens, sim_th, include_params)
+
+        def add_seq_to_prefix_tree(self, root_node: Any, cluster: Any) -> None:
+            # Drain rewrites the whole leaf list on every new cluster: keep it short.
+            super().add_seq_to_prefix_tree(root_node, cluster)
+            leaf = self._leaf(root_node, cluster.log_template_tokens)
+            if leaf is not None and len(leaf.cluster_ids) > config.max_leaf:
+                del leaf.cluster_ids[: -config.max_leaf]
+
+        def _leaf(self, root_node: Any, tokens: Sequence[str]) -> Any:
+            """The leaf ``tree_search`` reaches for ``tokens`` (the same walk)."""
+            node = root_node.key_to_child_node.get(str(len(tokens)))
+            depth = 1
+            for token in tokens:
+                if node is None or depth >= self.max_node_depth or depth >= len(tokens):
+                    break
+                children = node.key_to_child_node
+                node = children.get(token) or children.get(self.param_str)
+                depth += 1
+            return node
+
+    return BoundedDrain(
+        depth=config.depth,
+        sim_th=config.sim_th,
+        max_children=config.max_children,
+        max_clusters=config.max_clusters,
+        param_str=param_str,
+        parametrize_numeric_tokens=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +137,7 @@ class TemplateStore:
         drain_config.masking_instructions = instructions(self.config.masks)
         drain_config.parametrize_numeric_tokens = True
         self._drain: Any = TemplateMiner(None, drain_config)
+        self._drain.drain = bounded_drain(self.config, self._drain.drain.param_str)
         self._clusters: OrderedDict[int, list[_Learned]] = OrderedDict()
         # Learned templates by their first token ("" if it holds a slot): a line of a new
         # cluster is fitted against those sharing its first token before the model is
@@ -106,7 +153,8 @@ class TemplateStore:
         return {e.template_id: e.template.text for es in self._clusters.values() for e in es}
 
     def split(self, content: str) -> tuple[str, str]:
-        """``(head, tail)``: what is examined (capped) and the rest, blanks normalized."""
+        """``(head, tail)``: what is examined (capped, blanks normalized) and the rest, as
+        written (only copied: a megabyte of tail costs what copying it does)."""
         tokens = content.split(maxsplit=self.config.max_tokens)
         tail = tokens.pop() if len(tokens) > self.config.max_tokens else ""
         head = " ".join(tokens)
@@ -114,7 +162,7 @@ class TemplateStore:
             cut = head.rfind(" ", 0, self.config.max_chars)
             cut = cut if cut > 0 else self.config.max_chars
             head, tail = head[:cut], (head[cut:] + " " + tail).strip()
-        return head, normalize_line(tail)
+        return head, tail.strip()
 
     def lookup(self, content: str) -> Match | Miss:
         """The line's template if a learned one of its cluster fits, else a ``Miss``. The

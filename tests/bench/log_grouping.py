@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import random
 import statistics
+import string
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
@@ -241,6 +243,70 @@ def tune(systems: Sequence[System], model: Model, folds: int) -> str:
     return "\n".join(lines)
 
 
+# -- adversarial lines -------------------------------------------------------------------
+
+
+def _stress_cases() -> dict[str, list[str]]:
+    """Lines made to be expensive: a leaf of thousands of clusters, very long lines."""
+    rng = random.Random(1)
+
+    def word() -> str:
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(6))
+
+    return {
+        "12,000 distinct lines of one shape (one Drain leaf)": [
+            f"{i} " + " ".join(word() for _ in range(20)) for i in range(12_000)
+        ],
+        "200 lines of 100,000 characters (syslog header, then words and numbers)": [
+            f"Dec 10 06:55:46 host app[{i}]: "
+            + " ".join(f"{word()}={rng.randrange(10**6)}" for _ in range(7_000))[:100_000]
+            for i in range(200)
+        ],
+        "2,000 lines of 2,000 slashes and digits (no blanks)": [
+            "/".join(str(rng.randrange(10)) for _ in range(1_000)) for _ in range(2_000)
+        ],
+    }
+
+
+def stress() -> str:
+    """Per line CPU time of the store on adversarial lines (no model: Drain's template
+    stands in), next to Drain3 alone with its defaults on the same lines."""
+    from drain3 import TemplateMiner  # noqa: PLC0415
+    from drain3.template_miner_config import (  # noqa: PLC0415
+        TemplateMinerConfig,
+    )
+
+    rows = ["| case | lines | p50 ms | p99 ms | max ms | Drain3 defaults alone: p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, lines in _stress_cases().items():
+        parser, store = HeaderParser(), TemplateStore()
+        ours: list[float] = []
+        for line in lines:
+            started = time.thread_time()
+            content = parser.parse(line).content
+            found = store.lookup(content)
+            if isinstance(found, Miss):
+                store.learn(content, None, found.cluster)
+            ours.append(time.thread_time() - started)
+        miner = TemplateMiner(None, TemplateMinerConfig())
+        theirs: list[float] = []
+        for line in lines:
+            started = time.thread_time()
+            miner.add_log_message(line)
+            theirs.append(time.thread_time() - started)
+        ours.sort()
+        theirs.sort()
+        rows.append(
+            f"| {name} | {len(lines)} | {_at(ours, 0.5):.2f} | {_at(ours, 0.99):.2f} "
+            f"| {ours[-1] * 1000:.2f} | {_at(theirs, 0.99):.2f} | {theirs[-1] * 1000:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def _at(sorted_times: Sequence[float], q: float) -> float:
+    return sorted_times[int(q * (len(sorted_times) - 1))] * 1000
+
+
 def _describe(config: StoreConfig) -> str:
     return ", ".join(f"{k}={getattr(config, k)}" for k in GRID)
 
@@ -252,6 +318,7 @@ def main() -> None:
     cli.add_argument("--systems", nargs="*", default=list(SYSTEMS))
     cli.add_argument("--tune", action="store_true", help="leave-systems-out choice of settings")
     cli.add_argument("--folds", type=int, default=4)
+    cli.add_argument("--stress", action="store_true", help="time adversarial lines")
     cli.add_argument("--sim-th", type=float, default=StoreConfig.sim_th)
     cli.add_argument("--depth", type=int, default=StoreConfig.depth)
     cli.add_argument("--masks", default=StoreConfig.masks)
@@ -260,6 +327,9 @@ def main() -> None:
     model = MODELS[args.model]
     if args.tune:
         print(tune(systems, model, args.folds))
+        return
+    if args.stress:
+        print(stress())
         return
     config = replace(StoreConfig(), sim_th=args.sim_th, depth=args.depth, masks=args.masks)
     started = time.perf_counter()

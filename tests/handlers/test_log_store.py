@@ -245,3 +245,20 @@ def test_a_value_the_model_left_literal_is_generalized_keeping_the_id() -> None:
     assert (again.template_id, again.params) == (first.template_id, ("404", "87ms"))
     words = store.lookup("request failed status=500 took=3ms")
     assert isinstance(words, Miss)  # a different word: the model decides
+
+
+def test_a_drain_leaf_keeps_only_its_newest_clusters() -> None:
+    """Thousands of distinct lines of one shape in one Drain leaf: the leaf holds at most
+    ``max_leaf`` clusters, so a line is compared with that many, not with all."""
+    store = TemplateStore(StoreConfig(max_leaf=16))
+    rng = random.Random(5)
+    for i in range(400):
+        words = " ".join("".join(rng.choice("abcdefghij") for _ in range(6)) for _ in range(8))
+        _parse(store, f"{i} {words}", lambda _: None)
+    leaves = [store._drain.drain.root_node.key_to_child_node["9"]]
+    sizes = []
+    while leaves:
+        node = leaves.pop()
+        sizes.append(len(node.cluster_ids))
+        leaves.extend(node.key_to_child_node.values())
+    assert max(sizes) == 16
