@@ -237,6 +237,13 @@ class TemplateStore:
         for entry in entries:
             if entry.template.text == parsed.text and entry.template.wide == parsed.wide:
                 return self._match(entry, values, tail, source)
+        if source == "local":
+            for i, entry in enumerate(entries):
+                if entry.source == "local":  # Drain widened the cluster: follow it, same id
+                    wider = _Learned(parsed, entry.template_id, "local")
+                    entries[i] = wider
+                    entries.sort(key=lambda e: -e.template.weight)
+                    return self._match(wider, values, tail, source)
         entry = _Learned(parsed, stable_id("T", parsed.text), source)
         self._add(entries, entry)
         return self._match(entry, values, tail, source)

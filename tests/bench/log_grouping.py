@@ -7,7 +7,9 @@ answered directly (no HTTP) by one of:
 
 - ``teacher``: the line's ground-truth ``EventTemplate`` (what ``simulate-nano
   --log-teacher`` answers), so GA and PA measure the store, not a model's guesses;
-- ``simulator``: the simulator's heuristic templater (what it answers without a teacher).
+- ``simulator``: the simulator's heuristic templater (what it answers without a teacher);
+- ``none``: no usable answer (the budget's local-only mode), so Drain3's templates and
+  its settings alone decide the groups.
 
 Reported per system: GA (lines whose predicted group, same template id, is exactly their
 true group, same EventId), PA (lines whose template is the true one), model calls against
@@ -45,7 +47,7 @@ from stream.simulator import oracle
 
 SYSTEMS = ("HDFS", "Apache", "OpenSSH", "Zookeeper", "Spark", "Linux", "Proxifier", "HealthApp")
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "logs"
-Model = Callable[[str, str], str]  # (content, true template) -> the answer's template
+Model = Callable[[str, str], str | None]  # (content, true template) -> the answer's template
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,16 @@ def simulator_model(content: str, truth: str) -> str:
     return oracle.log_line(content).template
 
 
-MODELS: dict[str, Model] = {"teacher": teacher_model, "simulator": simulator_model}
+def no_model(content: str, truth: str) -> None:
+    """No usable answer (the budget's local-only mode): Drain's templates alone."""
+    return
+
+
+MODELS: dict[str, Model] = {
+    "teacher": teacher_model,
+    "simulator": simulator_model,
+    "none": no_model,
+}
 
 
 def load(folder: Path, system: str) -> System:
