@@ -262,3 +262,15 @@ def test_a_drain_leaf_keeps_only_its_newest_clusters() -> None:
         sizes.append(len(node.cluster_ids))
         leaves.extend(node.key_to_child_node.values())
     assert max(sizes) == 16
+
+
+def test_without_a_model_a_clusters_template_follows_drain_and_keeps_its_id() -> None:
+    """The budget's local-only mode: Drain widens the cluster and the line gets the
+    wider template under the id the cluster had, not a new id per variant."""
+    store = TemplateStore()
+    first = _parse(store, "Worker alpha ready", lambda _: None)
+    second = _parse(store, "Worker beta ready", lambda _: None)
+    assert (first.template, second.template) == ("Worker alpha ready", "Worker <*> ready")
+    assert second.template_id == first.template_id
+    assert second.source == "local"
+    assert isinstance(store.lookup("Worker gamma ready"), Match)
