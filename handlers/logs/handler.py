@@ -141,7 +141,7 @@ class LogsHandler(EnrichingHandler):
         finally:
             del self._asking[found.cluster]
             done.set_result(None)
-        if reply is None:  # the model's answer was unusable: the masked line stands in
+        if reply is None:  # the model's answer was unusable: Drain's template stands in
             hit = self.store.learn(content, None, found.cluster)
             return self._local(record, original, self._answer(header, hit), started)
         output = LogModelAnswer.model_validate(reply.output.model_dump())

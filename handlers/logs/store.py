@@ -6,9 +6,16 @@ time bounded by the tokens it is given. What Drain3 lacks, and this adds:
 - the model's template for a cluster, learned once: a later line of the cluster that
   fits a template already learned is answered here (``store``), with its values;
 - a line of a known cluster that fits none of its templates is a different event that
-  Drain merged: it is a ``Miss`` again, and the model is asked about it;
-- a template id that is the template's own hash, so clusters that Drain split apart but
-  the model names alike share one id (and every node and restart agrees on it);
+  Drain merged: it is a ``Miss`` again, and the model is asked about it, unless it
+  differs from a learned template only in tokens with digits (a value the model left
+  literal: the template is widened, keeping its id);
+- before asking, a line of a new cluster is fitted to the templates learned elsewhere
+  that share its first token, so an event Drain split in two clusters costs one call;
+- a template id that is the hash of the template as first learned, so every replica
+  and restart agrees on it, and clusters the model names alike share it;
+- without a usable model answer, Drain's template of the cluster (followed as Drain
+  widens it, under one id);
+- bounded leaves: a Drain leaf keeps its newest ``max_leaf`` clusters (``bounded_drain``);
 - a hard cap on what is examined: the first ``max_tokens`` tokens (and ``max_chars``
   characters) of a message; the rest of a longer line is one more ``<*>``.
 
