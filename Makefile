@@ -68,6 +68,13 @@ eval: install ## measure the handlers on labelled data ($(DATA)); results into E
 	$(EVAL) sentiment --data $(DATA)/sentiment/yelp2_test.csv --data $(DATA)/sentiment/imdb_test.csv --write EVAL.md
 	$(EVAL) moderation --data $(DATA)/moderation/samples-1680.jsonl --write EVAL.md
 	$(EVAL) logs --data $(DATA)/logs --write EVAL.md
+	$(PY) -m tests.bench.log_grouping --data $(DATA)/logs --tune
+
+.PHONY: bench-logs
+bench-logs: install ## log parsing: time per line on the Loghub systems and on adversarial lines (BENCHMARKS.md)
+	@test -d $(DATA)/logs || { echo "no Loghub data at $(DATA)/logs (set DATA=...)"; exit 1; }
+	$(PY) -m tests.bench.log_grouping --data $(DATA)/logs
+	$(PY) -m tests.bench.log_grouping --stress
 
 .PHONY: reliability
 reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md
