@@ -19,7 +19,7 @@ from handlers.echo import EchoHandler, EchoOptions
 from schemas.records import SourceRecord
 from stream.config import KafkaSettings, RouteSettings
 from stream.dlq import dead_letter, from_raw, is_raw, shrink
-from stream.errors import ProduceFailed
+from stream.errors import OutputUnavailable, ProduceFailed
 from stream.kafka.admin import record_limit_problems
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import DLQ_FORMAT, header
@@ -240,3 +240,40 @@ def test_record_limits_that_would_truncate_dead_letters_name_the_settings() -> N
     assert "output topic(s) out" in text
     assert record_limit_problems({"in": 900_000}, {"out": 2_000_000}, ("dlq", 2_000_000),
                                  2_000_000) == []  # fmt: skip
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio
+async def test_an_output_topic_that_cannot_be_written_stops_instead_of_dead_lettering(
+    kafka: KafkaSettings, make_topic: TopicFactory
+) -> None:
+    """Every output refused because the topic may not be written (Kafka's own internal
+    topic; a missing topic on a broker that does not create topics fails the same way):
+    the processor stops naming the topic and dead-letters nothing (it used to drain the
+    input into the DLQ)."""
+    src, dlq = make_topic("in"), make_topic("dlq")
+    produce(kafka.bootstrap_servers, src, [(None, orjson.dumps({"id": i})) for i in range(50)])
+    route = {"name": "r", "input_topics": [src], "output_topic": "__transaction_state",
+             "ordering": "unordered"}  # fmt: skip
+    processor = Processor(settings_for(kafka, [route], dlq={"topic": dlq}))
+    with pytest.raises(OutputUnavailable, match="__transaction_state"):
+        await run_until(processor, lambda p: False, limit_s=60)
+    assert processor.stats.dead_lettered == 0
+    assert consume(kafka.bootstrap_servers, dlq, None, timeout=5, idle_s=2) == []
+
+
+def test_a_closing_partition_starts_none_of_its_queued_events() -> None:
+    """During a revoke the consumer is blocked in the callback for every partition: the
+    events queued in ordered lanes stay queued (uncommitted, the new owner reads them)
+    instead of being started one after the other until the deadline."""
+    route = {"name": "r", "input_topics": ["in"], "output_topic": "out", "ordering": "partition"}
+    processor = Processor(settings_for(KafkaSettings(), [route]))
+    part = Partition(("in", 0), processor.routes()[0])
+    processor.parts[part.tp] = part
+    records = [SourceRecord("in", 0, i, None, orjson.dumps({"id": i})) for i in range(3)]
+    part.offsets.started_many([0, 1, 2])
+    assert [part.lanes.admit(r) for r in records] == [True, False, False]
+    part.closing = True
+    processor.advance(part, records[0])
+    assert part.lanes.waiting == 2
+    assert part.running == 1  # only the first: nothing else was started
