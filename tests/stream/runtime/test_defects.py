@@ -16,10 +16,10 @@ from confluent_kafka.cimpl import NewTopic
 
 from handlers.base import Handler, HandlerOptions, Result
 from handlers.echo import EchoHandler, EchoOptions
-from schemas.records import SourceRecord
+from schemas.records import OutRecord, SourceRecord
 from stream.config import KafkaSettings, RouteSettings
 from stream.dlq import dead_letter, from_raw, is_raw, shrink
-from stream.errors import OutputUnavailable, ProduceFailed
+from stream.errors import OutputUnavailable, ProduceFailed, TransactionAborted
 from stream.kafka.admin import record_limit_problems
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import DLQ_FORMAT, header
@@ -277,3 +277,49 @@ def test_a_closing_partition_starts_none_of_its_queued_events() -> None:
     processor.advance(part, records[0])
     assert part.lanes.waiting == 2
     assert part.running == 1  # only the first: nothing else was started
+
+
+class FlakySink:
+    """A transactional sink whose first commit aborts; it records what each commit took."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[list[OutRecord], dict[tuple[str, int], int]]] = []
+        self.aborted = 0
+
+    async def commit_transaction(
+        self, records: list[OutRecord], offsets: dict[tuple[str, int], int], _meta: object
+    ) -> None:
+        await asyncio.sleep(0.05)
+        if not self.aborted:
+            self.aborted += 1
+            raise TransactionAborted("the broker aborted it")
+        self.commits.append((list(records), dict(offsets)))
+
+    async def abort(self) -> None:
+        return None
+
+
+@pytest.mark.asyncio
+async def test_exactly_once_never_commits_a_lost_partitions_offsets_without_its_outputs() -> None:
+    """A partition lost while a commit is retried: the retry either carries its outputs
+    with its offsets or neither (it used to keep the offsets and drop the outputs)."""
+    route = {"name": "r", "input_topics": ["in"], "output_topic": "out"}
+    settings = settings_for(KafkaSettings(), [route], processing={"guarantee": "exactly-once"})
+    processor = Processor(settings)
+    sink = FlakySink()
+    guarantee = cast(Any, processor._guarantee)
+    guarantee.sink = sink
+    processor.group_metadata = lambda: None  # type: ignore[method-assign]
+    for p in (0, 1):
+        part = Partition(("in", p), processor.routes()[0])
+        processor.parts[part.tp] = part
+        part.offsets.started(0)
+        guarantee.settle(part, SourceRecord("in", p, 0, None, b"{}"),
+                         [OutRecord("out", None, b"from %d" % p)])  # fmt: skip
+    commit = asyncio.create_task(guarantee._commit())
+    await asyncio.sleep(0.01)  # the first attempt is under way
+    await processor._on_lost([("in", 1)])
+    await commit
+    for records, offsets in sink.commits:
+        carried = {int(r.value.split()[-1]) for r in records}
+        assert {p for _, p in offsets} <= carried, (records, offsets)
