@@ -140,10 +140,11 @@ class AtLeastOnce:
                 return
             retry = [s for s in smaller if s is not None]
         else:
-            if not self.core.count_dead():
+            dead = self.core.dead_letters
+            if not dead.counted(True):
                 return
             part.route.counts.dead_lettered += 1
-            retry = [self.core.dead_letter(part.route, record, error, attempt + 1, "produce")]
+            retry = [dead.record(part.route, record, error, attempt + 1, "produce")]
         self.core.stats.retries += 1
         self.core.spawn(part, self._send_later(part, record, retry, attempt + 1))
 

@@ -17,7 +17,8 @@ from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
 from stream.histogram import Histogram
 from stream.kafka.sink import Sink
-from stream.runtime.partition import TP, Partition, Route
+from stream.runtime.deadletters import DeadLetters
+from stream.runtime.partition import TP, Partition
 from stream.stats import Stats
 
 # The fast path's common case: (record, output value, output headers) to the route's topic.
@@ -43,12 +44,8 @@ class Core(Protocol):
     def advance(self, part: Partition, record: SourceRecord) -> None:
         """``record`` is out of its lane's way: the next event of the lane may start."""
 
-    def dead_letter(
-        self, route: Route, record: SourceRecord, error: BaseException, attempts: int, stage: str
-    ) -> OutRecord: ...
-
-    def count_dead(self) -> bool:
-        """Count one more dead letter towards the DLQ cap; False if that stopped us."""
+    @property
+    def dead_letters(self) -> DeadLetters: ...
 
     def spawn(self, part: Partition, work: Coroutine[Any, Any, None]) -> None: ...
 

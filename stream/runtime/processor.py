@@ -21,7 +21,6 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
@@ -29,10 +28,9 @@ from confluent_kafka import Message
 
 from handlers.base import Handler, Result
 from handlers.model import ModelPort
-from schemas.enriched import Alert
 from schemas.records import OutRecord, SourceRecord, make
 from stream.config import Settings
-from stream.dlq import DEFAULT_MAX_RECORD_BYTES, DlqCap, dead_letter
+from stream.dlq import DlqCap
 from stream.errors import ConfigError, EventError, SluicegateError
 from stream.histogram import Histogram
 from stream.kafka.errors import map_kafka_error
@@ -41,6 +39,7 @@ from stream.kafka.source import Source
 from stream.logs import EVENT, event_fields
 from stream.routes import build_routes
 from stream.runtime.atleastonce import AtLeastOnce
+from stream.runtime.deadletters import DeadLetters
 from stream.runtime.exactlyonce import ExactlyOnce
 from stream.runtime.guarantee import Answer, Guarantee
 from stream.runtime.offsets import increasing
@@ -53,9 +52,6 @@ log = logging.getLogger("stream.runtime")
 POLL_S = 0.1  # how long a poll waits for records
 # How long the loop may hold off polling while room in the in-flight bounds is on its way.
 ROOM_WAIT_S = 1.0
-# While dead letters stay near the DLQ cap, the alert about it is raised again at most
-# this often (its dedup key makes the repeats one incident).
-CAP_ALERT_EVERY_S = 300.0
 STAGES = ("handle", "produce")
 
 
@@ -93,13 +89,8 @@ class Processor:
             ExactlyOnce(self) if settings.processing.guarantee == "exactly-once"
             else AtLeastOnce(self)
         )  # fmt: skip
-        self._cap = DlqCap(settings.dlq)
-        # The largest record the producer sends: bigger DLQ envelopes go raw or truncated.
-        extra = settings.kafka.producer_extra.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES)
-        self._dlq_max_bytes = int(extra)
-        self._cap_alerted_at = -CAP_ALERT_EVERY_S
-        # Alerts the processor raised itself, by (route, kind); handlers count their own.
-        self.alerts_raised: Counter[tuple[str, str]] = Counter()
+        self._fatal: BaseException | None = None
+        self.dead_letters = DeadLetters(settings, self.fail)
         # Seconds per event in each stage: ``handle`` (the handler, model calls and
         # retries included) and ``produce`` (queued until acknowledged; exactly-once:
         # the transaction's commit).
@@ -108,7 +99,6 @@ class Processor:
         self._pause_while = tuple(pause_while)
         self._stop = asyncio.Event()
         self.room = asyncio.Event()  # set whenever events finish
-        self._fatal: BaseException | None = None
         self._ready: deque[tuple[Partition, SourceRecord]] = deque()  # lanes' next events
         self._starting = False
         self._deadline: float | None = None  # shutdown's: revokes during close() share it
@@ -129,7 +119,12 @@ class Processor:
 
     @property
     def dlq_cap(self) -> DlqCap:
-        return self._cap
+        return self.dead_letters.cap
+
+    @property
+    def alerts_raised(self) -> Counter[tuple[str, str]]:
+        """Alerts the processor raised itself, by (route, kind); handlers count theirs."""
+        return self.dead_letters.alerts_raised
 
     @property
     def stalls(self) -> list[Stall]:
@@ -308,32 +303,15 @@ class Processor:
                     headers = [*record.headers, *trace, (SOURCE_OFFSET, b"%d" % offset)]
                     yield record, result.value, headers
                     continue
-            if passed and not self._cap_passed(passed):
+            if passed and not self.dead_letters.passed(passed):
                 return
             passed = 0
             if not self._answered(part, record, result, error):  # may dead-letter
                 answered += 1
         if passed:
-            self._cap_passed(passed)
+            self.dead_letters.passed(passed)
         if answered:
             self.stages["handle"].observe_many((perf_counter() - started) / answered, answered)
-
-    def _cap_passed(self, events: int) -> bool:
-        """Count ``events`` good events towards the DLQ cap; False if it stopped us."""
-        try:
-            self._cap.passed(events)
-        except SluicegateError as exc:  # the DLQ cap: stop, leave the rest uncommitted
-            self.fail(exc)
-            return False
-        return True
-
-    def count_dead(self) -> bool:
-        try:
-            self._cap.record(True)
-        except SluicegateError as exc:
-            self.fail(exc)
-            return False
-        return True
 
     # --- the general path, one event at a time ---------------------------------------------
 
@@ -359,7 +337,9 @@ class Processor:
         """Go on after ``try_now`` gave ``result`` (None: no answer now) or raised
         ``error``: settle the event, or await the handler in a task (then True)."""
         if isinstance(error, EventError):
-            self._settle(part, record, [self.dead_letter(part.route, record, error, 1)], True)
+            self._settle(
+                part, record, [self.dead_letters.record(part.route, record, error, 1)], True
+            )
         elif result is not None and error is None:
             self._settle(part, record, self._outputs(part, record, result), False)
         else:  # no answer yet, or an unexpected error: the awaited path handles it properly
@@ -388,12 +368,12 @@ class Processor:
             try:
                 result: Result = await route.handler.handle(record)
             except EventError as exc:
-                return [self.dead_letter(route, record, exc, attempt)], True
+                return [self.dead_letters.record(route, record, exc, attempt)], True
             except SluicegateError as exc:
                 if exc.fatal:
                     raise
                 if not exc.retriable:
-                    return [self.dead_letter(route, record, exc, attempt)], True
+                    return [self.dead_letters.record(route, record, exc, attempt)], True
                 self.stats.retries += 1
                 wait = getattr(exc, "retry_after", None) or backoff(attempt)
                 log.info("retrying %s in %.2fs after %s", record.where, wait, exc)
@@ -401,7 +381,7 @@ class Processor:
                 continue
             except Exception as exc:  # a handler bug hit by this event
                 log.exception("handler %s failed on %s", route.settings.handler, record.where)
-                return [self.dead_letter(route, record, exc, attempt, "handler")], True
+                return [self.dead_letters.record(route, record, exc, attempt, "handler")], True
             return self._outputs(part, record, result), False
 
     def _settle(
@@ -410,15 +390,11 @@ class Processor:
         """The handler is done with ``record``: count it, then settle its outputs."""
         if part.gone:
             return
-        try:
-            self._cap.record(dead)
-        except SluicegateError as exc:  # the DLQ cap: stop, leave the event uncommitted
-            self.fail(exc)
-            return
+        if not self.dead_letters.counted(dead):
+            return  # the DLQ cap stopped us: the event stays uncommitted
         if dead:
             part.route.counts.dead_lettered += 1
-            if self._cap.near_limit:
-                outputs = [*outputs, *self._cap_alert(part, record)]
+            outputs = [*outputs, *self.dead_letters.cap_alert(part, record)]
         self._guarantee.settle(part, record, outputs)
 
     def _outputs(self, part: Partition, record: SourceRecord, result: Result) -> list[OutRecord]:
@@ -432,53 +408,6 @@ class Processor:
             alerts_topic=self.settings.alerts.topic,
             trace=with_offset(part.trace, record),
         )
-
-    def dead_letter(
-        self,
-        route: Route,
-        record: SourceRecord,
-        error: BaseException,
-        attempts: int,
-        stage: str | None = None,
-    ) -> OutRecord:
-        log.warning(
-            "dead-lettering %s: %s: %s", record.where, type(error).__name__, error,
-            extra=event_fields(route.name, record.topic, record.partition, record.offset),
-        )  # fmt: skip
-        return dead_letter(
-            record, error, topic=self.settings.dlq.topic, route=route.name,
-            handler=route.settings.handler, stage=stage, attempts=attempts,
-            max_bytes=self._dlq_max_bytes,
-        )  # fmt: skip
-
-    def _cap_alert(self, part: Partition, record: SourceRecord) -> list[OutRecord]:
-        """The ``dlq.cap_approaching`` alert, at most every ``CAP_ALERT_EVERY_S``."""
-        now = time.monotonic()
-        if now - self._cap_alerted_at < CAP_ALERT_EVERY_S:
-            return []
-        self._cap_alerted_at = now
-        cap, limits = self._cap, self.settings.dlq
-        self.alerts_raised[(part.route.name, "dlq.cap_approaching")] += 1
-        alert = Alert(
-            kind="dlq.cap_approaching",
-            severity="warning",
-            dedup_key=f"dlq-cap:{self.settings.kafka.group_id}:{limits.topic}",
-            reason=f"dead letters near the DLQ cap: {cap.ratio:.0%} of the last "
-            f"{limits.window} events (dlq.max_ratio {limits.max_ratio:g}), {cap.consecutive} "
-            f"in a row (dlq.max_consecutive {limits.max_consecutive}); at the cap the "
-            "processor stops",
-            route=part.route.name,
-            source=record.where,
-            at=datetime.now(UTC),
-            details={
-                "window_ratio": cap.ratio, "max_ratio": limits.max_ratio,
-                "consecutive": cap.consecutive, "max_consecutive": limits.max_consecutive,
-                "window": limits.window, "dlq_topic": limits.topic,
-            },
-        )  # fmt: skip
-        headers = record.headers + with_offset(part.trace, record)
-        value = alert.model_dump_json().encode()
-        return [OutRecord(self.settings.alerts.topic, record.key, value, headers)]
 
     # --- primitives both paths and both guarantees share ---------------------------------
 
