@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -28,20 +28,21 @@ from confluent_kafka import Message
 
 from handlers.base import Handler, Result
 from handlers.model import ModelPort
-from schemas.records import OutRecord, SourceRecord, make
+from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
 from stream.dlq import DlqCap
 from stream.errors import ConfigError, EventError, SluicegateError
 from stream.histogram import Histogram
 from stream.kafka.errors import map_kafka_error
-from stream.kafka.headers import SOURCE_OFFSET, header_tuples, with_offset
+from stream.kafka.headers import with_offset
 from stream.kafka.source import Source
 from stream.logs import EVENT, event_fields
 from stream.routes import build_routes
 from stream.runtime.atleastonce import AtLeastOnce
 from stream.runtime.deadletters import DeadLetters
 from stream.runtime.exactlyonce import ExactlyOnce
-from stream.runtime.guarantee import Answer, Guarantee
+from stream.runtime.fastpath import instant, source_record, without_redeliveries
+from stream.runtime.guarantee import Guarantee
 from stream.runtime.offsets import increasing
 from stream.runtime.partition import TP, Partition, Route, output_records
 from stream.runtime.watchdog import Stall, Watchdog
@@ -238,80 +239,18 @@ class Processor:
             return  # fetched just before a revoke: the new owner reads it again
         offsets = [msg.offset() or 0 for msg in run]
         if offsets[0] <= part.offsets.highest or not increasing(offsets):
-            run, offsets = self._without_redeliveries(part, run, offsets)
+            run, offsets = without_redeliveries(part, run, offsets)
         part.offsets.started_many(offsets)
         part.route.counts.consumed += len(run)
         if part.route.handler.answers_now:
-            self._guarantee.settle_run(part, self._instant(part, run, offsets))
+            answers = instant(part, run, offsets, answered_later=self._answered,
+                              dead_letters=self.dead_letters, stages=self.stages)  # fmt: skip
+            self._guarantee.settle_run(part, answers)
             return
         for msg, offset in zip(run, offsets, strict=True):
-            record = _source_record(topic, partition, offset, msg)
+            record = source_record(topic, partition, offset, msg)
             if part.lanes.admit(record):
                 self._answered(part, record, None, None)
-
-    def _without_redeliveries(
-        self, part: Partition, run: list[Message], offsets: list[int]
-    ) -> tuple[list[Message], list[int]]:
-        """``run`` without the records at or below an offset already started.
-
-        librdkafka may rewind a fetch position after pause/resume or a rebalance (e.g.
-        librdkafka#4686); the first copy is still tracked, so the others are skipped.
-        """
-        top = part.offsets.highest
-        kept: list[Message] = []
-        kept_offsets: list[int] = []
-        for msg, offset in zip(run, offsets, strict=True):
-            if offset <= top:
-                part.route.counts.redelivered += 1
-                log.debug("skipping redelivered %s[%d]@%d", *part.tp, offset)
-                continue
-            top = offset
-            kept.append(msg)
-            kept_offsets.append(offset)
-        return kept, kept_offsets
-
-    def _instant(self, part: Partition, run: list[Message], offsets: list[int]) -> Iterator[Answer]:
-        """The fast path: run the handler's ``try_now`` on each record; yield (record,
-        value, headers) of the output when it is the common case (one output, to the
-        route's topic), and send every other event down the general path. The guarantee
-        advances the record's lane once the output is settled."""
-        topic, partition = part.tp
-        try_now = part.route.handler.try_now  # looked up once per run, not per record
-        lanes = None if part.route.settings.ordering == "unordered" else part.lanes
-        trace = part.trace
-        started = perf_counter()
-        answered = 0  # events answered here, for the handle stage
-        passed = 0  # answered events not yet counted by the DLQ cap (counted in bulk)
-        for msg, offset in zip(run, offsets, strict=True):
-            # _source_record(), inlined: a call per event costs more than what it does.
-            raw, (kind, ts) = msg.headers(), msg.timestamp()
-            record = make(SourceRecord, (
-                topic, partition, offset, msg.key(), msg.value(),
-                header_tuples(raw) if raw else (), ts if kind else None,
-            ))  # fmt: skip
-            if lanes is not None and not lanes.admit(record):
-                continue  # waits in its lane
-            error: Exception | None = None
-            try:
-                result = try_now(record)
-            except Exception as exc:  # noqa: BLE001 - _answered deals with it
-                result, error = None, exc
-            else:
-                if result is not None and result.value is not None and not result.alerts:
-                    answered += 1
-                    passed += 1
-                    headers = [*record.headers, *trace, (SOURCE_OFFSET, b"%d" % offset)]
-                    yield record, result.value, headers
-                    continue
-            if passed and not self.dead_letters.passed(passed):
-                return
-            passed = 0
-            if not self._answered(part, record, result, error):  # may dead-letter
-                answered += 1
-        if passed:
-            self.dead_letters.passed(passed)
-        if answered:
-            self.stages["handle"].observe_many((perf_counter() - started) / answered, answered)
 
     # --- the general path, one event at a time ---------------------------------------------
 
@@ -557,12 +496,3 @@ class Processor:
             await self._guarantee.sink.close()
             for route in self.routes():
                 await route.handler.aclose()
-
-
-def _source_record(topic: str, partition: int, offset: int, msg: Message) -> SourceRecord:
-    raw = msg.headers()
-    kind, ts = msg.timestamp()
-    return make(SourceRecord, (
-        topic, partition, offset, msg.key(), msg.value(), header_tuples(raw) if raw else (),
-        ts if kind else None,
-    ))  # fmt: skip
