@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import json
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,10 +37,19 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
 
 
+@cache
+def _schema_digest(output: type[BaseModel]) -> str:
+    schema = json.dumps(strict_schema(output), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+
+
 def task_id(task: Task) -> str:
-    """Asks with the same id may share a request and a cache entry."""
+    """Asks with the same id may share a request and a cache entry: the same name,
+    model, instructions and output schema (two routes may declare outputs of the same
+    class name with different fields, so the class name alone is not enough)."""
     digest = hashlib.blake2b(task.instructions.encode(), digest_size=8).hexdigest()
-    return f"{task.name}/{task.model or ''}/{task.output.__qualname__}/{digest}"
+    schema = _schema_digest(task.output)
+    return f"{task.name}/{task.model or ''}/{task.output.__qualname__}/{digest}/{schema}"
 
 
 def _leaves(schema: dict[str, Any], root: dict[str, Any]) -> int:
