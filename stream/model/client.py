@@ -28,7 +28,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, ValidationError, create_model
 
 from handlers.model import Task
-from schemas.errors import EventError, SluicegateError
+from schemas.errors import SluicegateError
 from stream.config import ModelSettings
 from stream.histogram import Histogram
 from stream.model.breaker import CircuitBreaker
@@ -72,7 +72,8 @@ class Answers:
     """Per event id: the validated output or the per-event error; and what it cost."""
 
     outputs: dict[str, BaseModel] = field(default_factory=dict)
-    errors: dict[str, EventError] = field(default_factory=dict)
+    # Per-event faults (EventError) or, for a lone retry that failed, the call's error.
+    errors: dict[str, SluicegateError] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
 
 
@@ -155,12 +156,19 @@ class ModelClient:
         that came back missing or invalid."""
         answers = Answers()
         pending = list(events)
-        if len(pending) > 1:
-            await self._attempt(task, pending, answers, repair_of=None)
-            pending = [e for e in pending if e[0] not in answers.outputs]
-            answers.errors.clear()
+        if len(pending) == 1:
+            await self._ask_alone(task, pending[0], answers)
+            return answers
+        await self._attempt(task, pending, answers, repair_of=None)
+        pending = [e for e in pending if e[0] not in answers.outputs]
+        answers.errors.clear()
         for event in pending:
-            await self._ask_alone(task, event, answers)
+            try:
+                await self._ask_alone(task, event, answers)
+            except SluicegateError as exc:
+                # Only this event is unanswered: the batch's valid items stay answered
+                # (and get cached), the others' retries go on.
+                answers.errors[event[0]] = exc
         return answers
 
     async def _ask_alone(self, task: Task, event: tuple[str, str], answers: Answers) -> None:
@@ -223,15 +231,22 @@ class ModelClient:
             return f'no "{BATCH_KEY}" list in the answer'
         wanted = {eid for eid, _ in events}
         problems = []
+        valid: dict[str, list[BaseModel]] = {}
         for raw in items:
             try:
                 item = item_model.model_validate(raw)
             except ValidationError as exc:
                 problems.append(_brief(exc))
                 continue
-            eid = getattr(item, ID_KEY)
-            if eid in wanted and eid not in answers.outputs:
-                answers.outputs[eid] = task.output.model_validate(item.model_dump(exclude={ID_KEY}))
+            valid.setdefault(getattr(item, ID_KEY), []).append(item)
+        for eid, found in valid.items():
+            if len(found) > 1:
+                # Which of the two is this event's? Neither is trusted: ask again.
+                problems.append(f"the id {eid!r} came {len(found)} times (more than once)")
+            elif eid in wanted and eid not in answers.outputs:
+                answers.outputs[eid] = task.output.model_validate(
+                    found[0].model_dump(exclude={ID_KEY})
+                )
         missing = [eid for eid in wanted if eid not in answers.outputs]
         if not missing:
             return None
