@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -29,10 +30,35 @@ from stream.model.tokens import estimate_tokens
 MAX_HOLD_S = 0.25
 
 
+@dataclass(frozen=True)
+class Spent:
+    """One event's share of what its request(s) cost, answered or not."""
+
+    model: str
+    prompt: float
+    cached: float
+    completion: float
+    calls: float
+    tier: str
+
+
+# Meters an event's share and says what it cost in dollars: called once per event of
+# every request that reported usage, whether the event was answered or not.
+Charge = Callable[[Spent], float]
+
+
+@dataclass
+class _Ask:
+    key: str
+    text: str
+    future: asyncio.Future[Reply]
+    charge: Charge | None
+
+
 @dataclass
 class _Pending:
     task: Task
-    events: list[tuple[str, str, asyncio.Future[Reply]]] = field(default_factory=list)
+    events: list[_Ask] = field(default_factory=list)
     tokens: int = 0
     timer: asyncio.TimerHandle | None = None
 
@@ -112,8 +138,12 @@ class Batcher:
         # so a batch never asks for more output than one request may return.
         self._per_item: dict[str, float] = {}
 
-    async def ask(self, task: Task, text: str, *, batch: bool = True) -> Reply:
-        """The answer for one event; per-event faults and outages are raised."""
+    async def ask(
+        self, task: Task, text: str, *, batch: bool = True, charge: Charge | None = None
+    ) -> Reply:
+        """The answer for one event; per-event faults and outages are raised. ``charge``
+        meters this event's share of its request, also when the answer fails; a reply
+        from the cache or from a request already in flight costs nothing."""
         tid = task_id(task)
         key = cache_key(tid, text)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
@@ -128,27 +158,18 @@ class Batcher:
         future.add_done_callback(_retrieve)
         self._inflight[key] = future
         future.add_done_callback(lambda _f: self._inflight.pop(key, None))
-        self._enqueue(tid, task, key, text, future, flush_now=not batch)
+        self._enqueue(tid, task, _Ask(key, text, future, charge), flush_now=not batch)
         return await asyncio.shield(future)
 
-    def _enqueue(
-        self,
-        tid: str,
-        task: Task,
-        key: str,
-        text: str,
-        future: asyncio.Future[Reply],
-        *,
-        flush_now: bool,
-    ) -> None:
-        tokens = estimate_tokens(text)
+    def _enqueue(self, tid: str, task: Task, ask: _Ask, *, flush_now: bool) -> None:
+        tokens = estimate_tokens(ask.text)
         pending = self._pending.get(tid)
         if pending is not None and pending.tokens + tokens > self.max_tokens:
             self._flush(tid)
             pending = None
         if pending is None:
             pending = self._pending[tid] = _Pending(task)
-        pending.events.append((key, text, future))
+        pending.events.append(ask)
         pending.tokens += tokens
         if flush_now or len(pending.events) >= self._batch_limit(tid, task):
             self._flush(tid)
@@ -193,24 +214,20 @@ class Batcher:
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
 
-    async def _request(
-        self, task: Task, events: list[tuple[str, str, asyncio.Future[Reply]]]
-    ) -> None:
+    async def _request(self, task: Task, events: list[_Ask]) -> None:
         self.batches += 1
         self.batched_events += len(events)
-        by_id = {str(i): (key, future) for i, (key, _, future) in enumerate(events)}
+        by_id = {str(i): ask for i, ask in enumerate(events)}
         try:
-            answers = await self.client.ask(
-                task, [(str(i), t) for i, (_, t, _) in enumerate(events)]
-            )
+            answers = await self.client.ask(task, [(eid, a.text) for eid, a in by_id.items()])
         except asyncio.CancelledError:
-            for _, future in by_id.values():
-                future.cancel()
+            for ask in events:
+                ask.future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - not swallowed: every asker receives it
-            for _, future in by_id.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for ask in events:
+                if not ask.future.done():
+                    ask.future.set_exception(exc)
             return
         share = 1 / len(events)
         usage = answers.usage
@@ -220,7 +237,14 @@ class Batcher:
             seen = usage.completion / answered
             self._per_item[tid] = 0.5 * self._per_item.get(tid, seen) + 0.5 * seen
         model = task.model or self.client.settings.model
-        for eid, (key, future) in by_id.items():
+        # Every event carries an even share of every request made for the batch, its lone
+        # retries included: the answered ones, the failed ones, and those whose asker
+        # has gone meanwhile, so the meter sees all the tokens the provider billed.
+        spent = Spent(model, usage.prompt * share, usage.cached * share,
+                      usage.completion * share, usage.calls * share, usage.tier)  # fmt: skip
+        for eid, ask in by_id.items():
+            usd = ask.charge(spent) if ask.charge is not None and usage.calls else 0.0
+            future = ask.future
             if future.done():
                 continue
             output = answers.outputs.get(eid)
@@ -228,10 +252,10 @@ class Batcher:
                 future.set_exception(answers.errors[eid])
                 continue
             if self.cache is not None:
-                self.cache.put(key, output)
+                self.cache.put(ask.key, output)
             future.set_result(
-                Reply(output, "model", model, usage.prompt * share, usage.cached * share,
-                      usage.completion * share, tier=usage.tier, calls=usage.calls * share)
+                Reply(output, "model", model, spent.prompt, spent.cached, spent.completion,
+                      usd=usd, tier=spent.tier, calls=spent.calls)
             )  # fmt: skip
 
     async def aclose(self) -> None:

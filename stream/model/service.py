@@ -7,7 +7,6 @@ route, cache hits included at no cost.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx2
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 from handlers.model import Moderation, Reply, Task
 from schemas.enriched import Alert
 from stream.config import Settings
-from stream.model.batcher import Batcher
+from stream.model.batcher import Batcher, Spent
 from stream.model.cache import TtlLru
 from stream.model.client import ModelClient
 from stream.model.cost import CostMeter
@@ -44,20 +43,23 @@ class ModelService:
 
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
         self._check_budget()
-        reply = await self.batcher.ask(task, text, batch=batch)
-        usd = self.meter.record(
-            handler=task.name,
-            route=route,
-            model=reply.model,
-            prompt=reply.prompt_tokens,
-            cached=reply.cached_tokens,
-            completion=reply.completion_tokens,
-            calls=reply.calls,
-            tier=reply.tier,
-        )
-        if usd:
-            self._announce_budget(route)
-        return replace(reply, usd=usd)
+
+        def charge(spent: Spent) -> float:
+            # Called for each request's share of this event, answered or failed.
+            usd = self.meter.record(
+                handler=task.name, route=route, model=spent.model, prompt=spent.prompt,
+                cached=spent.cached, completion=spent.completion, calls=spent.calls,
+                tier=spent.tier,
+            )  # fmt: skip
+            if usd:
+                self._announce_budget(route)
+            return usd
+
+        reply = await self.batcher.ask(task, text, batch=batch, charge=charge)
+        if reply.source == "cache":  # counted as an event of the route, at no cost
+            self.meter.record(handler=task.name, route=route, model=reply.model,
+                              prompt=0, cached=0, completion=0, calls=0)  # fmt: skip
+        return reply
 
     def _announce_budget(self, route: str) -> None:
         meter = self.meter
