@@ -185,7 +185,9 @@ class Batcher:
         pending = self._pending.get(tid)
         if pending is None:
             return
-        wait = self.client.budget.wait_for(0)
+        budget = self.client.budget
+        # Requests already queued for the budget go first: this one would wait too.
+        wait = budget.wait_for(0) or (MAX_HOLD_S if budget.queued else 0.0)
         if wait > 0:
             loop = asyncio.get_running_loop()
             pending.timer = loop.call_later(min(wait, MAX_HOLD_S), self._due, tid)

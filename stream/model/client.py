@@ -356,9 +356,7 @@ class ModelClient:
         estimate: int,
         usage: Usage,
     ) -> Any:
-        while (wait := self.budget.wait_for(estimate)) > 0:  # noqa: ASYNC110 - time-based refill
-            await asyncio.sleep(wait)
-        self.budget.take(estimate)
+        await self.budget.acquire(estimate)
         await self.concurrency.acquire()
         started = time.monotonic()
         tier = task.service_tier if started >= self._flex_back_at else None
