@@ -42,6 +42,7 @@ from stream.model.errors import (
     ModelTimeout,
     map_openai_error,
 )
+from stream.model.probe import probe
 from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
 from stream.model.tokens import estimate_messages, estimate_tokens
 
@@ -150,6 +151,11 @@ class ModelClient:
 
     async def aclose(self) -> None:
         await self._sdk.close()
+
+    async def probe(self) -> None:
+        """Check at start-up that the endpoint answers and takes the key; raises
+        ``ModelUnreachable`` (exit 3) naming the address otherwise."""
+        await probe(self._sdk, self.settings)
 
     async def ask(self, task: Task, events: Sequence[tuple[str, str]]) -> Answers:
         """Answer every ``(id, text)`` event: a batch call, then lone retries for items
