@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 import httpx2
 import openai
 from openai.lib._pydantic import to_strict_json_schema
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, create_model
 
 from handlers.model import Task
 from schemas.errors import SluicegateError
@@ -44,7 +44,9 @@ from stream.model.errors import (
 )
 from stream.model.probe import probe
 from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
+from stream.model.reserve import CompletionReserve
 from stream.model.tokens import estimate_messages, estimate_tokens
+from stream.model.validate import collect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,6 +145,8 @@ class ModelClient:
             cooldown_s=settings.breaker_cooldown_s,
             max_cooldown_s=max(settings.breaker_max_cooldown_s, settings.breaker_cooldown_s),
         )
+        # max_completion_tokens per request, sized from the answers seen.
+        self.reserve = CompletionReserve(settings.max_completion_tokens)
         self.rate_limited = 0  # 429 answers seen (a metric)
         # Metrics: chat requests by outcome, and how long the successful ones took.
         self.requests: Counter[str] = Counter()
@@ -203,8 +207,12 @@ class ModelClient:
                 {"role": "user", "content": f"That answer was invalid: {why}. Answer "
                  "again with only JSON that follows the schema."},
             ]  # fmt: skip
-        completion = await self._call(task, messages, answers.usage)
+        completion = await self._call(task, messages, answers.usage, len(events))
         choice = completion.choices[0]
+        if choice.finish_reason == "length":
+            self.reserve.cut_off(task)
+        elif completion.usage is not None:
+            self.reserve.observe(task, len(events), completion.usage.completion_tokens)
         content = choice.message.content or ""
         reason: str | None = None
         if choice.message.refusal:
@@ -212,7 +220,8 @@ class ModelClient:
         elif choice.finish_reason == "length":
             reason = "the answer was cut off (finish_reason=length); answer more briefly"
         else:
-            reason = self._collect(task, events, content, answers)
+            item_model = batch_model(task.output)[0]
+            reason = collect(task, item_model, events, content, answers.outputs)
         if reason is None:
             return None
         if len(events) == 1 and repair_of is None:
@@ -223,45 +232,11 @@ class ModelClient:
                 answers.errors[eid] = error_cls(f"model answer invalid after repair: {reason}")
         return None
 
-    def _collect(
-        self, task: Task, events: list[tuple[str, str]], content: str, answers: Answers
-    ) -> str | None:
-        """Validate each item on its own; return why the answer is unusable, if it is."""
-        item_model, _ = batch_model(task.output)
-        try:
-            parsed = json.loads(content)
-        except json.JSONDecodeError as exc:
-            return f"not valid JSON ({exc})"
-        items = parsed.get(BATCH_KEY) if isinstance(parsed, dict) else None
-        if not isinstance(items, list):
-            return f'no "{BATCH_KEY}" list in the answer'
-        wanted = {eid for eid, _ in events}
-        problems = []
-        valid: dict[str, list[BaseModel]] = {}
-        for raw in items:
-            try:
-                item = item_model.model_validate(raw)
-            except ValidationError as exc:
-                problems.append(_brief(exc))
-                continue
-            valid.setdefault(getattr(item, ID_KEY), []).append(item)
-        for eid, found in valid.items():
-            if len(found) > 1:
-                # Which of the two is this event's? Neither is trusted: ask again.
-                problems.append(f"the id {eid!r} came {len(found)} times (more than once)")
-            elif eid in wanted and eid not in answers.outputs:
-                answers.outputs[eid] = task.output.model_validate(
-                    found[0].model_dump(exclude={ID_KEY})
-                )
-        missing = [eid for eid in wanted if eid not in answers.outputs]
-        if not missing:
-            return None
-        return "; ".join(problems) or f"no item for event ids {', '.join(sorted(missing))}"
-
-    async def _call(self, task: Task, messages: Messages, usage: Usage) -> Any:
+    async def _call(self, task: Task, messages: Messages, usage: Usage, events: int) -> Any:
         """One chat completion within the limits, retrying transient failures."""
         settings = self.settings
-        estimate = estimate_messages(messages) + settings.max_completion_tokens
+        reserved = self.reserve.limit(task, events)
+        estimate = estimate_messages(messages) + reserved
         response_format: dict[str, Any]
         if settings.output_mode == "json_schema":
             response_format = {
@@ -272,7 +247,9 @@ class ModelClient:
         else:
             response_format = {"type": "json_object"}
         return await self._retrying(
-            lambda: self._limited_call(task, messages, response_format, estimate, usage)
+            lambda: self._limited_call(
+                task, messages, response_format, estimate, reserved=reserved, usage=usage
+            )
         )
 
     async def moderate(self, text: str) -> tuple[dict[str, float], str]:
@@ -360,6 +337,8 @@ class ModelClient:
         messages: Messages,
         response_format: Mapping[str, Any],
         estimate: int,
+        *,
+        reserved: int,
         usage: Usage,
     ) -> Any:
         await self.budget.acquire(estimate)
@@ -372,7 +351,7 @@ class ModelClient:
                 model=task.model or self.settings.model,
                 messages=cast("Any", messages),  # plain dicts of the documented shape
                 response_format=cast("Any", response_format),
-                max_completion_tokens=self.settings.max_completion_tokens,
+                max_completion_tokens=reserved,
                 **extra,
             )
         except openai.OpenAIError as exc:
@@ -382,7 +361,9 @@ class ModelClient:
                 # No flex capacity is not an overload: use the default tier for a while.
                 self._flex_back_at = time.monotonic() + FLEX_RETRY_S
                 log.info("service tier %s unavailable; default tier for %ds", tier, FLEX_RETRY_S)
-                return await self._limited_call(task, messages, response_format, estimate, usage)
+                return await self._limited_call(
+                    task, messages, response_format, estimate, reserved=reserved, usage=usage
+                )
             raise mapped from None
         except BaseException:
             self.concurrency.release()
@@ -399,7 +380,7 @@ class ModelClient:
         if used is not None:
             # The limit counts the prompt and the whole max_completion_tokens reserved,
             # used or not: give back only a prompt over-estimate.
-            self.budget.settle(estimate, used.prompt_tokens + self.settings.max_completion_tokens)
+            self.budget.settle(estimate, used.prompt_tokens + reserved)
             usage.prompt += used.prompt_tokens
             usage.completion += used.completion_tokens
             details = used.prompt_tokens_details
@@ -422,9 +403,3 @@ def _status(error: SluicegateError) -> str:
 
 def _backoff(attempt: int) -> float:
     return random.uniform(0, min(10.0, 0.25 * 2**attempt))
-
-
-def _brief(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "item"
-    return f"{where}: {first['msg']} (got {str(first.get('input'))[:60]!r})"
