@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
 from stream.model.client import ModelClient, strict_schema
+from stream.model.errors import ModelOutputInvalid
 from stream.model.tokens import estimate_tokens
 
 # While the rate budget holds requests back, a waiting batch looks again this often.
@@ -47,12 +48,16 @@ class Spent:
 Charge = Callable[[Spent], float]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Ask:
     key: str
     text: str
     future: asyncio.Future[Reply]
     charge: Charge | None
+    tid: str
+    # The askers' tasks awaiting this answer (the first and those sharing it).
+    waiting: set[asyncio.Task[Any]] = field(default_factory=set)
+    sent: bool = False  # the rate budget admitted its request: it is on its way
 
 
 @dataclass
@@ -130,7 +135,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.cache = cache
         self._pending: dict[str, _Pending] = {}
-        self._inflight: dict[str, asyncio.Future[Reply]] = {}
+        self._inflight: dict[str, _Ask] = {}
         self._requests: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.batched_events = 0
@@ -151,15 +156,63 @@ class Batcher:
         shared = self._inflight.get(key)
         if shared is not None:
             # The request is billed to the ask that made it: this one costs nothing.
-            reply = await asyncio.shield(shared)
+            reply = await self._wait(shared)
             return replace(reply, source="cache", prompt_tokens=0.0, cached_tokens=0.0,
-                           completion_tokens=0.0, calls=0.0)  # fmt: skip
+                           completion_tokens=0.0, calls=0.0, usd=0.0)  # fmt: skip
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        self._inflight[key] = future
-        future.add_done_callback(lambda _f: self._inflight.pop(key, None))
-        self._enqueue(tid, task, _Ask(key, text, future, charge), flush_now=not batch)
-        return await asyncio.shield(future)
+        ask = _Ask(key, text, future, charge, tid)
+        self._inflight[key] = ask
+        future.add_done_callback(lambda _f: self._forget(ask))
+        self._enqueue(tid, task, ask, flush_now=not batch)
+        return await self._wait(ask)
+
+    async def _wait(self, ask: _Ask) -> Reply:
+        """Await the answer as one of its askers. The last asker to be cancelled before
+        the request is sent takes the event out of its batch (the others stay)."""
+        me = asyncio.current_task()
+        if me is not None:
+            ask.waiting.add(me)
+        try:
+            return await asyncio.shield(ask.future)
+        except asyncio.CancelledError:
+            if me is not None:
+                ask.waiting.discard(me)
+            if not ask.waiting and not ask.sent:
+                self._give_up(ask)
+            raise
+        finally:
+            if me is not None:
+                ask.waiting.discard(me)
+
+    def _forget(self, ask: _Ask) -> None:
+        if self._inflight.get(ask.key) is ask:
+            del self._inflight[ask.key]
+
+    def _give_up(self, ask: _Ask) -> None:
+        """Nobody waits for this unsent event any more: out of its batch, at no cost."""
+        self._forget(ask)  # now, not at the done callback: a new ask must not share it
+        pending = self._pending.get(ask.tid)
+        if pending is not None and ask in pending.events:
+            pending.events.remove(ask)
+            pending.tokens -= estimate_tokens(ask.text)
+            if not pending.events:
+                if pending.timer is not None:
+                    pending.timer.cancel()
+                del self._pending[ask.tid]
+        # In a request waiting for budget, its admit callback now leaves it out.
+        ask.future.cancel()
+
+    def unsent_tasks(self) -> set[asyncio.Task[Any]]:
+        """The askers whose events wait for the batch window or the rate budget and are
+        not in a sent request. Cancelling one (e.g. at a revoke of its partition) takes
+        its event out of its batch cleanly: nothing is sent or billed for it, and the
+        rest of the batch goes on unharmed. Events already sent are not listed."""
+        tasks: set[asyncio.Task[Any]] = set()
+        for ask in self._inflight.values():
+            if not ask.sent and not ask.future.done():
+                tasks |= ask.waiting
+        return tasks
 
     def _enqueue(self, tid: str, task: Task, ask: _Ask, *, flush_now: bool) -> None:
         tokens = estimate_tokens(ask.text)
@@ -220,8 +273,18 @@ class Batcher:
         self.batches += 1
         self.batched_events += len(events)
         by_id = {str(i): ask for i, ask in enumerate(events)}
+
+        def admit(ids: list[str]) -> list[str]:
+            # The budget admitted the request: the events still wanted are sent now.
+            kept = [eid for eid in ids if not by_id[eid].future.done()]
+            for eid in kept:
+                by_id[eid].sent = True
+            return kept
+
         try:
-            answers = await self.client.ask(task, [(eid, a.text) for eid, a in by_id.items()])
+            answers = await self.client.ask(
+                task, [(eid, a.text) for eid, a in by_id.items()], admit=admit
+            )
         except asyncio.CancelledError:
             for ask in events:
                 ask.future.cancel()
@@ -231,7 +294,10 @@ class Batcher:
                 if not ask.future.done():
                     ask.future.set_exception(exc)
             return
-        share = 1 / len(events)
+        sent = {eid: ask for eid, ask in by_id.items() if ask.sent}
+        if not sent:
+            return  # every asker gave up before the request was sent
+        share = 1 / len(sent)
         usage = answers.usage
         answered = len(answers.outputs)
         if answered and usage.calls == 1:  # a clean batch: learn its answers' size
@@ -239,19 +305,21 @@ class Batcher:
             seen = usage.completion / answered
             self._per_item[tid] = 0.5 * self._per_item.get(tid, seen) + 0.5 * seen
         model = task.model or self.client.settings.model
-        # Every event carries an even share of every request made for the batch, its lone
-        # retries included: the answered ones, the failed ones, and those whose asker
-        # has gone meanwhile, so the meter sees all the tokens the provider billed.
+        # Every event sent carries an even share of every request made for the batch,
+        # its lone retries included: the answered ones, the failed ones, and those whose
+        # asker has gone meanwhile, so the meter sees all the tokens the provider billed.
         spent = Spent(model, usage.prompt * share, usage.cached * share,
                       usage.completion * share, usage.calls * share, usage.tier)  # fmt: skip
-        for eid, ask in by_id.items():
+        for eid, ask in sent.items():
             usd = ask.charge(spent) if ask.charge is not None and usage.calls else 0.0
             future = ask.future
             if future.done():
                 continue
             output = answers.outputs.get(eid)
             if output is None:
-                future.set_exception(answers.errors[eid])
+                future.set_exception(
+                    answers.errors.get(eid) or ModelOutputInvalid("the model gave no answer")
+                )
                 continue
             if self.cache is not None:
                 self.cache.put(ask.key, output)

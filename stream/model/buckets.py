@@ -153,6 +153,11 @@ class RateBudget:
         self.requests.take(1)
         self.tokens.take(tokens)
 
+    def refund(self, tokens: float) -> None:
+        """A request that was admitted but never sent gives its request and tokens back."""
+        self.requests.give_back(1)
+        self.tokens.give_back(tokens)
+
     def settle(self, estimated: float, used: float) -> None:
         """Correct a call's token estimate with its real usage."""
         self.tokens.give_back(estimated - used)

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Messages = list[dict[str, str]]
+# Given the ids of a request's events when the budget admits it, the ids still wanted.
+Admit = Callable[[list[str]], Sequence[str]]
 FLEX_RETRY_S = 60
 # While the breaker's probe is out, how long a refused call waits before asking again.
 PROBE_WAIT_S = 0.5
@@ -156,20 +158,33 @@ class ModelClient:
     async def aclose(self) -> None:
         await self._sdk.close()
 
+    def set_share(self, fraction: float) -> None:
+        """Take ``fraction`` (0..1) of the account's ``rpm``/``tpm``: this replica's part of
+        the consumer group's partitions. The provider's ``x-ratelimit-*`` headers keep
+        correcting the buckets, so replicas converge on the account's limit together."""
+        self.budget.set_share(fraction)
+
     async def probe(self) -> None:
         """Check at start-up that the endpoint answers and takes the key; raises
         ``ModelUnreachable`` (exit 3) naming the address otherwise."""
         await probe(self._sdk, self.settings)
 
-    async def ask(self, task: Task, events: Sequence[tuple[str, str]]) -> Answers:
+    async def ask(
+        self, task: Task, events: Sequence[tuple[str, str]], *, admit: Admit | None = None
+    ) -> Answers:
         """Answer every ``(id, text)`` event: a batch call, then lone retries for items
-        that came back missing or invalid."""
+        that came back missing or invalid.
+
+        ``admit`` is called once, when the rate budget admits the first request and
+        before it is sent, with the events' ids; it returns those still wanted (the
+        others' askers are gone: they are left out, nothing is sent for them). Until
+        then the events only wait for budget and may be given up at no cost."""
         answers = Answers()
         pending = list(events)
         if len(pending) == 1:
-            await self._ask_alone(task, pending[0], answers)
+            await self._ask_alone(task, pending[0], answers, admit)
             return answers
-        await self._attempt(task, pending, answers, repair_of=None)
+        await self._attempt(task, pending, answers, repair_of=None, admit=admit)
         pending = [e for e in pending if e[0] not in answers.outputs]
         answers.errors.clear()
         for event in pending:
@@ -181,8 +196,10 @@ class ModelClient:
                 answers.errors[event[0]] = exc
         return answers
 
-    async def _ask_alone(self, task: Task, event: tuple[str, str], answers: Answers) -> None:
-        failure = await self._attempt(task, [event], answers, repair_of=None)
+    async def _ask_alone(
+        self, task: Task, event: tuple[str, str], answers: Answers, admit: Admit | None = None
+    ) -> None:
+        failure = await self._attempt(task, [event], answers, repair_of=None, admit=admit)
         if failure is not None:
             await self._attempt(task, [event], answers, repair_of=failure)
 
@@ -192,14 +209,26 @@ class ModelClient:
         events: list[tuple[str, str]],
         answers: Answers,
         repair_of: tuple[str, str] | None,
+        admit: Admit | None = None,
     ) -> tuple[str, str] | None:
         """One request; records outputs and per-event errors in ``answers``. Returns
-        (bad content, reason) when a lone event's answer was invalid, for the repair."""
+        (bad content, reason) when a lone event's answer was invalid, for the repair.
+        Events that ``admit`` leaves out are removed from ``events`` (in place)."""
         mode = self.settings.output_mode
         messages: Messages = [
             {"role": "system", "content": system_prompt(task, mode)},
             {"role": "user", "content": format_events(events)},
         ]
+        admitted: Callable[[], Messages | None] | None = None
+        if admit is not None:
+
+            def admitted() -> Messages | None:
+                wanted = set(admit([eid for eid, _ in events]))
+                if len(wanted) < len(events):
+                    events[:] = [e for e in events if e[0] in wanted]
+                    messages[1] = {"role": "user", "content": format_events(events)}
+                return messages if events else None
+
         if repair_of is not None:
             bad, why = repair_of
             messages += [
@@ -207,7 +236,9 @@ class ModelClient:
                 {"role": "user", "content": f"That answer was invalid: {why}. Answer "
                  "again with only JSON that follows the schema."},
             ]  # fmt: skip
-        completion = await self._call(task, messages, answers.usage, len(events))
+        completion = await self._call(task, messages, answers.usage, len(events), admitted)
+        if completion is None:
+            return None  # every asker gave up before the request was sent
         choice = completion.choices[0]
         if choice.finish_reason == "length":
             self.reserve.cut_off(task)
@@ -232,8 +263,17 @@ class ModelClient:
                 answers.errors[eid] = error_cls(f"model answer invalid after repair: {reason}")
         return None
 
-    async def _call(self, task: Task, messages: Messages, usage: Usage, events: int) -> Any:
-        """One chat completion within the limits, retrying transient failures."""
+    async def _call(
+        self,
+        task: Task,
+        messages: Messages,
+        usage: Usage,
+        events: int,
+        admitted: Callable[[], Messages | None] | None = None,
+    ) -> Any:
+        """One chat completion within the limits, retrying transient failures; None if
+        ``admitted`` (asked once, when the budget admits the first attempt) left nothing
+        to send."""
         settings = self.settings
         reserved = self.reserve.limit(task, events)
         estimate = estimate_messages(messages) + reserved
@@ -246,11 +286,14 @@ class ModelClient:
             }  # fmt: skip
         else:
             response_format = {"type": "json_object"}
-        return await self._retrying(
-            lambda: self._limited_call(
-                task, messages, response_format, estimate, reserved=reserved, usage=usage
-            )
-        )
+        first = [admitted]
+
+        def attempt() -> Awaitable[Any]:
+            admit, first[0] = first[0], None  # a retry is not admitted again: it was sent
+            return self._limited_call(task, messages, response_format, estimate,
+                                      reserved=reserved, usage=usage, admitted=admit)  # fmt: skip
+
+        return await self._retrying(attempt)
 
     async def moderate(self, text: str) -> tuple[dict[str, float], str]:
         """Category scores of the free moderation endpoint, and the model that gave them.
@@ -340,9 +383,20 @@ class ModelClient:
         *,
         reserved: int,
         usage: Usage,
+        admitted: Callable[[], Messages | None] | None = None,
     ) -> Any:
         await self.budget.acquire(estimate)
-        await self.concurrency.acquire()
+        if admitted is not None:
+            chosen = admitted()
+            if chosen is None:
+                self.budget.refund(estimate)  # nothing left to send: nothing spent
+                return None
+            messages = chosen
+        try:
+            await self.concurrency.acquire()
+        except BaseException:
+            self.budget.refund(estimate)
+            raise
         started = time.monotonic()
         tier = task.service_tier if started >= self._flex_back_at else None
         extra: dict[str, Any] = {"service_tier": tier} if tier else {}

@@ -7,7 +7,9 @@ route, cache hits included at no cost.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx2
 from pydantic import BaseModel
@@ -98,6 +100,18 @@ class ModelService:
             retry_after=min(60.0, meter.seconds_to_next_day()),
             local_only=meter.budget.policy == "local-only",
         )
+
+    def set_share(self, fraction: float) -> None:
+        """This replica's share of the account's ``model.rpm``/``model.tpm``: the runtime
+        calls it on every rebalance with (partitions assigned to this replica) / (all
+        partitions of its routes' input topics)."""
+        self.client.set_share(fraction)
+
+    def unsent_tasks(self) -> set[asyncio.Task[Any]]:
+        """Tasks whose model ask only waits (batch window, rate budget) and was not sent:
+        at a revoke the runtime may cancel them and leave their offsets uncommitted; the
+        other events of their batches are not affected (see ``Batcher.unsent_tasks``)."""
+        return self.batcher.unsent_tasks()
 
     def should_pause(self) -> bool:
         """For the processor's ``pause_while``: the breaker is open, or the budget is
