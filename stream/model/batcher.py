@@ -1,8 +1,11 @@
 """Micro-batching: concurrent asks of one task share a request.
 
-Handlers ask for one event at a time; the batcher holds each ask for ``max_wait_s`` so
-that up to ``max_events`` events (and ``max_tokens`` of their text) of the same task go
-out in one request, and longer while the rate budget would hold the request back anyway.
+Handlers ask for one event at a time; the batcher holds each ask for at most
+``max_wait_s`` so that up to ``max_events`` events (and ``max_tokens`` of their text) of
+the same task go out in one request, and longer while the rate budget would hold the
+request back anyway. The window closes early once waiting no longer adds events: no new
+ask came for ``idle_s`` (the events of one consumer poll arrive together), and the budget
+would let the request go now.
 The static prompt is paid once per batch instead of once per event. Identical content
 is answered from the cache, or shares the request already in flight for it. The usage
 of a batch is shared out evenly, so every event carries its part of the tokens.
@@ -66,6 +69,9 @@ class _Pending:
     events: list[_Ask] = field(default_factory=list)
     tokens: int = 0
     timer: asyncio.TimerHandle | None = None
+    opened: float = 0.0  # loop time of its first ask
+    arrived: int = 0  # asks added so far
+    seen: int = 0  # asks added when the timer last looked
 
 
 @cache
@@ -127,12 +133,14 @@ class Batcher:
         max_events: int = 16,
         max_tokens: int = 6000,
         max_wait_s: float = 0.005,
+        idle_s: float = 0.001,
         cache: TtlLru[BaseModel] | None = None,
     ) -> None:
         self.client = client
         self.max_events = max_events
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_s
+        self.idle_s = idle_s
         self.cache = cache
         self._pending: dict[str, _Pending] = {}
         self._inflight: dict[str, _Ask] = {}
@@ -220,29 +228,37 @@ class Batcher:
         if pending is not None and pending.tokens + tokens > self.max_tokens:
             self._flush(tid)
             pending = None
+        loop = asyncio.get_running_loop()
         if pending is None:
-            pending = self._pending[tid] = _Pending(task)
+            pending = self._pending[tid] = _Pending(task, opened=loop.time(), seen=1)
         pending.events.append(ask)
         pending.tokens += tokens
+        pending.arrived += 1
         if flush_now or len(pending.events) >= self._batch_limit(tid, task):
             self._flush(tid)
         elif pending.timer is None:
-            loop = asyncio.get_running_loop()
-            pending.timer = loop.call_later(self.max_wait_s, self._due, tid)
+            first = self.idle_s if 0 < self.idle_s < self.max_wait_s else self.max_wait_s
+            pending.timer = loop.call_later(first, self._due, tid)
 
     def _due(self, tid: str) -> None:
-        """The batch's wait is over. If the rate budget would hold its request back
-        anyway, let the batch keep growing until the budget allows a request (or the
-        batch is full): a steady stream under a low request limit then sends full
+        """The batch's wait may be over. While asks keep arriving (one in the last
+        ``idle_s``), it waits on, up to ``max_wait_s``. If the rate budget would hold its
+        request back anyway, let the batch keep growing until the budget allows a request
+        (or the batch is full): a steady stream under a low request limit then sends full
         batches instead of queueing part-empty ones behind the budget."""
         pending = self._pending.get(tid)
         if pending is None:
+            return
+        loop = asyncio.get_running_loop()
+        grew, pending.seen = pending.arrived > pending.seen, pending.arrived
+        left = pending.opened + self.max_wait_s - loop.time()
+        if grew and left > 0 and self.idle_s > 0:
+            pending.timer = loop.call_later(min(self.idle_s, left), self._due, tid)
             return
         budget = self.client.budget
         # Requests already queued for the budget go first: this one would wait too.
         wait = budget.wait_for(0) or (MAX_HOLD_S if budget.queued else 0.0)
         if wait > 0:
-            loop = asyncio.get_running_loop()
             pending.timer = loop.call_later(min(wait, MAX_HOLD_S), self._due, tid)
             return
         self._flush(tid)

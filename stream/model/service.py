@@ -36,6 +36,7 @@ class ModelService:
             max_events=model.batch_max_events,
             max_tokens=model.batch_max_tokens,
             max_wait_s=model.batch_wait_ms / 1000,
+            idle_s=model.batch_idle_ms / 1000,
             cache=self.cache,
         )
         self.meter = CostMeter(settings.budget)

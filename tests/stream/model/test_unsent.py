@@ -72,7 +72,7 @@ async def test_a_batch_whose_askers_all_left_sends_nothing() -> None:
 async def test_an_asker_cancelled_in_the_batch_window_is_taken_out() -> None:
     """Cancelled while the batch still gathers: its event never joins the request."""
     server = echo()
-    batcher = Batcher(client(server), max_events=16, max_wait_s=0.2)
+    batcher = Batcher(client(server), max_events=16, max_wait_s=0.2, idle_s=0)
     first = asyncio.create_task(batcher.ask(TASK, "a"))
     second = asyncio.create_task(batcher.ask(TASK, "b"))
     await settle()
@@ -96,7 +96,7 @@ async def test_sent_asks_are_not_listed_and_sharers_keep_an_event() -> None:
     model = ModelClient(
         settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(slow))
     )
-    batcher = Batcher(model, max_events=16, max_wait_s=0.3)
+    batcher = Batcher(model, max_events=16, max_wait_s=0.3, idle_s=0)
     owner = asyncio.create_task(batcher.ask(TASK, "same"))
     sharer = asyncio.create_task(batcher.ask(TASK, "same"))
     await settle()
