@@ -134,6 +134,9 @@ class ProcessingSettings(_Section):
     resume_ratio: float = Field(0.5, gt=0, lt=1)
     commit_interval_ms: PositiveInt = 1000
     shutdown_timeout_s: PositiveFloat = 30.0
+    # A partition with events in flight and none finished for this long is stuck: the
+    # watchdog fails /readyz, sets sluicegate_partition_stalled and logs which one.
+    stall_timeout_s: PositiveFloat = 120.0
     transaction_timeout_ms: PositiveInt = 60000
     # Exactly-once only. Keep it stable across restarts of one replica (a StatefulSet
     # pod name, say) so a restart fences its predecessor and aborts its open transaction

@@ -37,8 +37,8 @@ from stream.kafka.admin import check_reachable, ensure_topics
 from stream.model.cost import Tally
 from stream.model.endpoint import model_service
 from stream.model.service import ModelService
-from stream.processor import Processor
 from stream.routes import build_routes
+from stream.runtime.processor import Processor
 from stream.stats import Stats
 
 

@@ -9,7 +9,7 @@ from handlers.model import ModelPort
 from handlers.registry import HANDLERS
 from stream.config import Settings
 from stream.errors import ConfigError
-from stream.partition import Route
+from stream.runtime.partition import Route
 
 
 def needs_model(settings: Settings) -> bool:

@@ -24,7 +24,7 @@ from schemas.records import SourceRecord
 from stream import metrics
 from stream.config import BudgetSettings, KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 from tests.simutil import sim_config, sim_stats
