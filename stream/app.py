@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from stream import __version__, logs, metrics
+from stream.cli import EXIT_UNAVAILABLE
 from stream.config import Settings
 from stream.dlq import DEFAULT_MAX_RECORD_BYTES
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable, record_limit_problems, topic_limits
+from stream.model.errors import ModelUnreachable
 from stream.model.service import ModelService
 from stream.routes import build_routes, needs_model
 from stream.runtime.processor import Processor
@@ -21,6 +24,12 @@ log = logging.getLogger("sluicegate")
 async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
     service = ModelService(settings) if needs_model(settings) else None
+    if service is not None:
+        try:
+            await service.client.probe()  # a wrong address or key stops here, exit 3
+        except BaseException:
+            await service.aclose()
+            raise
     handlers = {r.settings.name: r.handler for r in build_routes(settings, model=service)}
     processor = Processor(
         settings,
@@ -82,5 +91,9 @@ def run_processor(settings: Settings) -> int:
     if not settings.routes:
         raise ConfigError("routes: no route is configured; add at least one [[routes]] table")
     logs.configure(settings.log)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ModelUnreachable as exc:
+        print(f"sluicegate: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return 0
