@@ -116,3 +116,11 @@ def record_limit_problems(
             "event of a large input will be dead-lettered (raise their max.message.bytes)"
         )
     return problems
+
+
+def partition_counts(
+    kafka: KafkaSettings, topics: Iterable[str], timeout: float = 10.0
+) -> dict[str, int]:
+    """How many partitions each existing topic has (missing ones are left out)."""
+    listed = admin_client(kafka).list_topics(timeout=timeout).topics
+    return {t: len(listed[t].partitions) for t in topics if t in listed}

@@ -56,6 +56,9 @@ class Partition:
     paused: bool = False  # as librdkafka was last told; reconciled on every assignment
     closing: bool = False  # revoked or shutting down: no queued event starts any more
     gone: bool = False  # given up: late results are ignored
+    # Events whose task was cancelled (revoke, shutdown): in flight, uncommitted, and no
+    # longer running; the next owner processes them.
+    abandoned: set[int] = field(default_factory=set)
     committed: int | None = None  # the last offset the broker confirmed committed
     commit_sent: int | None = None  # at-least-once: asked for, not confirmed yet
     # When an event of it last finished (or it was idle): the watchdog's clock.
@@ -73,8 +76,8 @@ class Partition:
 
     @property
     def running(self) -> int:
-        """Events started and not finished: in flight but not waiting in a lane."""
-        return self.offsets.in_flight - self.lanes.waiting
+        """Events started and not finished: in flight, not waiting in a lane, not given up."""
+        return self.offsets.in_flight - self.lanes.waiting - len(self.abandoned)
 
     def done(self, offset: int) -> None:
         """The event at ``offset`` finished: its outputs are acknowledged or staged."""

@@ -33,10 +33,12 @@ from stream.config import Settings
 from stream.dlq import DlqCap
 from stream.errors import ConfigError, EventError, SluicegateError
 from stream.histogram import Histogram
+from stream.kafka.admin import partition_counts
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import with_offset
 from stream.kafka.source import Source
 from stream.logs import EVENT, event_fields
+from stream.model.service import ModelService
 from stream.routes import build_routes
 from stream.runtime.atleastonce import AtLeastOnce
 from stream.runtime.deadletters import DeadLetters
@@ -105,6 +107,13 @@ class Processor:
         self._deadline: float | None = None  # shutdown's: revokes during close() share it
         self._reconcile: set[TP] = set()  # assigned since the last poll: pause state to set
         self.assigned = asyncio.Event()
+        # The model's share of the account's limits follows the partitions of model routes
+        # this replica owns; asks that only wait for budget are given up at a revoke.
+        self._model = model if isinstance(model, ModelService) else None
+        self._model_topics = {
+            t for r in self.routes() if r.handler.uses_model for t in r.settings.input_topics
+        }
+        self._model_partitions = 0  # all partitions of those topics, read at start
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, close. Safe from a signal handler."""
@@ -149,6 +158,11 @@ class Processor:
         p = self.settings.processing
         sink = self._guarantee.sink
         await sink.start()
+        if self._model is not None and self._model_topics:
+            counts = await asyncio.get_running_loop().run_in_executor(
+                None, partition_counts, self.settings.kafka, self._model_topics
+            )
+            self._model_partitions = sum(counts.values())
         await self._source.start()
         try:
             while not self._stop.is_set():
@@ -295,6 +309,9 @@ class Processor:
         except SluicegateError as exc:  # fatal: stop, leave the event uncommitted
             self.fail(exc)
             return
+        except asyncio.CancelledError:  # revoked or shutting down: the next owner has it
+            part.abandoned.add(record.offset)
+            raise
         self.stages["handle"].observe(perf_counter() - started)
         self._settle(part, record, outputs, dead)
 
@@ -429,7 +446,18 @@ class Processor:
         # (not from inside its rebalance callback, which holds the consumer).
         self._reconcile.update(tps)
         log.info("assigned %s", sorted(tps))
+        self._share_model()
         self.assigned.set()
+
+    def _share_model(self) -> None:
+        """Take the share of the account's model limits this assignment gives."""
+        if self._model is None or not self._model_partitions:
+            return
+        owned = sum(1 for tp in self._parts if tp[0] in self._model_topics)
+        share = min(1.0, owned / self._model_partitions)
+        self._model.set_share(share)
+        log.info("model limits: %.0f%% of the account's (%d of %d partitions)",
+                 share * 100, owned, self._model_partitions)  # fmt: skip
 
     async def _on_revoke(self, tps: list[TP]) -> Mapping[TP, int]:
         parts = [self._parts[tp] for tp in tps if tp in self._parts]
@@ -440,12 +468,14 @@ class Processor:
         offsets = await self._guarantee.release(parts)
         self._forget(parts)
         log.info("revoked %s", sorted(tps))
+        self._share_model()
         return offsets
 
     async def _on_lost(self, tps: list[TP]) -> None:
         parts = [self._parts[tp] for tp in tps if tp in self._parts]
         await self._guarantee.lost(parts, self._forget)
         log.warning("lost %s without a chance to commit", sorted(tps))
+        self._share_model()
 
     def _on_commit(self, results: list[tuple[TP, int, str | None]]) -> None:
         self._guarantee.on_commit(results)
@@ -455,6 +485,10 @@ class Processor:
         do not start), then cancel what is left and wait for it to end."""
         for part in parts:
             part.closing = True
+        if self._model is not None:  # only waiting for budget: the new owner takes them
+            waiting = self._model.unsent_tasks()
+            for task in [t for part in parts for t in part.tasks if t in waiting]:
+                task.cancel()
         while any(p.running for p in parts) and self._fatal is None:
             left = deadline - time.monotonic()
             if left <= 0:
