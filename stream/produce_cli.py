@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stream.config import KafkaSettings, load
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
+from stream.logs import librdkafka_logger
 
 
 def add_traffic_commands(sub: Any) -> None:
@@ -118,7 +119,8 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         if err is not None:
             failures.append(str(err))
 
-    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "linger.ms": 5,
+                         "logger": librdkafka_logger()})  # fmt: skip
     console = Console(stderr=True)
     started = time.monotonic()
     columns = (TextColumn(f"producing to {args.topic}"), BarColumn(), MofNCompleteColumn(),
@@ -190,7 +192,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     kafka = _kafka(args)
     reset = "earliest" if args.from_beginning else "latest"
     consumer = Consumer({**kafka.client_config(), "group.id": f"sluicegate-tail-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": reset})  # fmt: skip
+                         "enable.auto.commit": False, "auto.offset.reset": reset,
+                         "logger": librdkafka_logger()})  # fmt: skip
     metadata = consumer.list_topics(args.topic, timeout=10).topics.get(args.topic)
     if metadata is None or metadata.error is not None:
         consumer.close()
