@@ -34,7 +34,7 @@ class DlqEnvelope(BaseModel):
     source_timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]  # None: a NULL header value, kept as null
     error_class: str
     error_message: str
     stage: str

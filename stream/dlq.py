@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from schemas.dlq import DlqEnvelope
-from stream import __version__
+from stream import __version__, secrets
+from stream.command import sluicegate_command
 from stream.config import DlqSettings
 from stream.errors import DlqCapExceeded, SluicegateError
 from stream.kafka import headers as h
@@ -50,7 +51,8 @@ def _message(error: BaseException) -> str:
     except Exception:  # noqa: BLE001 - a broken __str__ must not stop the stream
         text = f"<str() of {type(error).__qualname__} failed>"
     # Lone surrogates (surrogateescape'd input) fit neither JSON nor a UTF-8 header.
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return secrets.mask_text(text)  # a provider's 401 quotes the key it refused
 
 
 def error_class_name(error: BaseException) -> str:
@@ -104,7 +106,7 @@ def dead_letter(
         failed_at=failed_at,
         processor_version=__version__,
     )
-    ours: list[tuple[str, bytes]] = [
+    ours: list[tuple[str, bytes | None]] = [
         *h.trace_headers(record, route, __version__),
         (h.DLQ_ERROR_CLASS, error_class.encode()),
         (h.DLQ_ERROR_MESSAGE, _truncate(message, HEADER_MESSAGE_LIMIT).encode()),
@@ -170,8 +172,10 @@ def shrink(dead: OutRecord) -> OutRecord | None:
     return _truncated(dead.topic, dead.key, value[:keep] if keep >= 64 else b"", size, base)
 
 
-def _size(key: bytes | None, value: bytes, *header_lists: Sequence[tuple[str, bytes]]) -> int:
-    headers = sum(len(name) + len(v) + 8 for hs in header_lists for name, v in hs)
+def _size(
+    key: bytes | None, value: bytes, *header_lists: Sequence[tuple[str, bytes | None]]
+) -> int:
+    headers = sum(len(name) + len(v or b"") + 8 for hs in header_lists for name, v in hs)
     return len(key or b"") + len(value) + headers + RECORD_OVERHEAD_BYTES
 
 
@@ -301,8 +305,9 @@ class DlqCap:
             )
 
     def _trip(self, reason: str) -> NoReturn:
+        command = sluicegate_command()  # `.venv/bin/sluicegate` when not on PATH
         raise DlqCapExceeded(
             f"{reason}; stopping instead of draining the topic into the DLQ. Check the DLQ "
-            f"with `sluicegate dlq inspect --topic {self._settings.topic}`, fix the cause, "
-            "then `sluicegate dlq replay` the failed events."
+            f"with `{command} dlq inspect --topic {self._settings.topic}`, fix the cause, "
+            f"then `{command} dlq replay --topic {self._settings.topic}` the failed events."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -11,10 +12,14 @@ from confluent_kafka.cimpl import NewTopic
 
 from stream.config import KafkaSettings
 from stream.errors import KafkaUnavailable
+from stream.logs import librdkafka_logger
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(dict(kafka.client_config()))
+    # librdkafka's own log through ours, once per state (not ~25 lines a second of
+    # "Connection refused" while the broker is down).
+    conf: dict[str, Any] = {**kafka.client_config(), "logger": librdkafka_logger()}
+    return AdminClient(conf)
 
 
 def check_reachable(kafka: KafkaSettings, timeout: float = 10.0) -> int:

@@ -112,7 +112,7 @@ class Sink:
         topic: str,
         value: bytes,
         key: bytes | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, bytes | None]],
         on_delivery: OnDelivery | None = None,
     ) -> None:
         """Queue one record; ``on_delivery`` is librdkafka's callback (see ``Delivery``).

@@ -22,7 +22,7 @@ from stream.runtime.partition import TP, Partition
 from stream.stats import Stats
 
 # The fast path's common case: (record, output value, output headers) to the route's topic.
-Answer = tuple[SourceRecord, bytes, list[tuple[str, bytes]]]
+Answer = tuple[SourceRecord, bytes, list[tuple[str, bytes | None]]]
 
 
 class Core(Protocol):
