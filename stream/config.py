@@ -135,6 +135,9 @@ class ProcessingSettings(_Section):
     resume_ratio: float = Field(0.5, gt=0, lt=1)
     commit_interval_ms: PositiveInt = 1000
     shutdown_timeout_s: PositiveFloat = 30.0
+    # A partition with events in flight and none finished for this long is stuck: the
+    # watchdog fails /readyz, sets sluicegate_partition_stalled and logs which one.
+    stall_timeout_s: PositiveFloat = 120.0
     transaction_timeout_ms: PositiveInt = 60000
     # Exactly-once only. Keep it stable across restarts of one replica (a StatefulSet
     # pod name, say) so a restart fences its predecessor and aborts its open transaction
@@ -181,7 +184,7 @@ class ModelSettings(_Section):
     # without it; the schema then travels in the system prompt, validation is the same.
     output_mode: Literal["json_schema", "json_object"] = "json_schema"
     max_completion_tokens: PositiveInt = 1024
-    # Limits of the account, for this replica (divide them between replicas); 0 = none.
+    # The account's limits; a replica takes its share (ModelClient.set_share); 0 = none.
     rpm: int = Field(5000, ge=0)
     tpm: int = Field(2_000_000, ge=0)
     min_concurrency: PositiveInt = 1
@@ -199,6 +202,8 @@ class ModelSettings(_Section):
     batch_max_events: PositiveInt = 16
     batch_max_tokens: PositiveInt = 6000
     batch_wait_ms: float = Field(5.0, ge=0)
+    # A batch goes out before batch_wait_ms once no new ask came for this long; 0: wait.
+    batch_idle_ms: float = Field(1.0, ge=0)
     # The response cache: identical content of one task is answered once.
     cache_entries: int = Field(10_000, ge=0)
     cache_ttl_s: PositiveFloat = 3600.0

@@ -39,8 +39,8 @@ from stream.logs import librdkafka_logger
 from stream.model.cost import Tally
 from stream.model.endpoint import model_service
 from stream.model.service import ModelService
-from stream.processor import Processor
 from stream.routes import build_routes
+from stream.runtime.processor import Processor
 from stream.secrets import mask_url
 from stream.stats import Stats
 

@@ -291,7 +291,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         producer = Producer(conf)
     failures: list[str] = []
     sent: Counter[str] = Counter()
+    truncated = 0
     for env in _matching(args, settings.kafka, ReadStats(dlq_topic)):
+        if env.value_bytes is not None:  # only the value's first bytes were kept
+            truncated += 1
+            print(
+                f"not replaying {env.where}: the DLQ kept {len(env.value or b'')} of its "
+                f"{env.value_bytes} bytes; read the original at that offset",
+                file=sys.stderr,
+            )
+            continue
         target: str = args.to_topic or env.source_topic
         sent[target] += 1
         if producer is not None:
@@ -309,7 +318,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 0
     unsent = producer.flush(max(30.0, args.timeout))
     failures.extend(["not acknowledged before the flush timeout"] * unsent)
-    print(f"replayed {sent.total() - len(failures)} events to {where}")
+    print(
+        f"replayed {sent.total() - len(failures)} events to {where}"
+        + (f"; {truncated} truncated ones left out" if truncated else "")
+    )
     if failures:
         raise ProduceFailed(
             f"{len(failures)} of {sent.total()} events were not replayed (first: {failures[0]})",

@@ -12,7 +12,7 @@ from handlers.registry import HANDLERS
 from stream import secrets
 from stream.config import Settings
 from stream.errors import ConfigError
-from stream.partition import Route
+from stream.runtime.partition import Route
 
 
 def needs_model(settings: Settings) -> bool:

@@ -50,6 +50,7 @@ DLQ_SOURCE_TIMESTAMP = "sluicegate.dlq.source.timestamp"
 DLQ_FORMAT = "sluicegate.dlq.format"
 DLQ_HANDLER = "sluicegate.dlq.handler"
 DLQ_ORIGINAL_HEADERS = "sluicegate.dlq.original_headers"  # how many come first (raw only)
+DLQ_VALUE_BYTES = "sluicegate.dlq.value_bytes"  # the original value's length (truncated only)
 OURS_PREFIX = "sluicegate."
 
 

@@ -20,7 +20,7 @@ FAULT_RATES = (
     "refusal",
 )
 # Settings fixed at start-up: a running server cannot move or reseed itself.
-STARTUP_ONLY = frozenset({"host", "port", "seed", "cache_blocks"})
+STARTUP_ONLY = frozenset({"host", "port", "seed", "cache_blocks", "log_teacher"})
 
 
 class SimulatorSettings(BaseModel):
@@ -55,6 +55,11 @@ class SimulatorSettings(BaseModel):
     seed: int | None = Field(None, description="seed for latency and fault draws")
     cache_blocks: int = Field(
         200_000, ge=1, description="prefix-cache capacity, in 128-token blocks (LRU)"
+    )
+    log_teacher: str | None = Field(
+        None,
+        description="Loghub structured CSV (or a folder of them): log templates are "
+        "answered from its EventTemplate column (stream/simulator/log_teacher.py)",
     )
 
     @model_validator(mode="after")
