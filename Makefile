@@ -28,10 +28,9 @@ kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
 test: install kafka-fetch ## run the test suite (starts its own Kafka broker); the longest chaos runs are in make reliability
 	$(PY) -m pytest -m "not reliability"
 
-lint: install ## ruff checks, format check, and the dependency audit
+lint: install ## ruff checks and format check (offline; the dependency audit is `make audit`)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m ops.audit
 
 audit: install ## pip-audit of constraints.txt; fails if any package could not be checked
 	$(PY) -m ops.audit

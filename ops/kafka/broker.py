@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ops.kafka.maven import run_quietly
+
 KAFKA_VERSION = os.environ.get("SLUICEGATE_KAFKA_VERSION", "4.1.1")
 # Kafka's own Log4j version for the release above; only the tarball ships the binding.
 LOG4J_VERSION = os.environ.get("SLUICEGATE_KAFKA_LOG4J_VERSION", "2.24.3")
@@ -97,8 +99,8 @@ def _require(tool: str, hint: str) -> str:
 def ensure_jars() -> Path:
     """Return the directory of broker jars, fetching them with Maven the first time.
 
-    Maven's own download lines are shown as progress. A file lock makes concurrent
-    callers (a test run and ``make kafka-up``) wait for one download.
+    Maven runs quietly (its log in the cache, a progress line every few seconds). A file
+    lock makes concurrent callers (a test run and ``make kafka-up``) wait for one download.
     """
     base = cache_dir() / f"kafka-{KAFKA_VERSION}"
     libs = base / "libs"
@@ -115,20 +117,23 @@ def ensure_jars() -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         _say(
             f"fetching Apache Kafka {KAFKA_VERSION} and its runtime jars from Maven Central "
-            f"into {libs} (first run only, about 45 MB)"
+            f"into {libs} (first run only: about 45 MB of jars, and as much again in "
+            "Maven's local repository ~/.m2)"
         )
         cmd = [
-            mvn, "-B", "-Dstyle.color=never", "-f", str(HERE / "pom.xml"),
+            mvn, "-f", str(HERE / "pom.xml"),
             "dependency:copy-dependencies", "-DincludeScope=runtime",
             f"-Dkafka.version={KAFKA_VERSION}", f"-Dlog4j.version={LOG4J_VERSION}",
             f"-DoutputDirectory={partial}",
         ]  # fmt: skip
-        result = subprocess.run(cmd, check=False, stdout=sys.stderr, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
+        log = base / "maven.log"
+        m2 = Path.home() / ".m2" / "repository" / "org" / "apache" / "kafka"
+        code = run_quietly(cmd, log, [m2, partial], say=_say)
+        if code != 0:
             shutil.rmtree(partial, ignore_errors=True)
             raise BrokerError(
-                f"Maven could not fetch Kafka {KAFKA_VERSION} (exit {result.returncode}); "
-                "check that Maven Central is reachable (see the output above)"
+                f"Maven could not fetch Kafka {KAFKA_VERSION} (exit {code}); check that "
+                f"Maven Central is reachable (the end of its log is above; all of it in {log})"
             )
         if not any(partial.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"Maven finished but no kafka_2.13 jar is in {partial}")
