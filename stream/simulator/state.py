@@ -15,6 +15,7 @@ from aiohttp import web
 from stream.simulator.cache import PrefixCache
 from stream.simulator.limits import RateLimiter
 from stream.simulator.settings import SimulatorSettings
+from stream.simulator.teacher import Teacher, load
 
 
 @dataclass
@@ -55,6 +56,9 @@ class SimState:
         self.stats = Stats()
         self.rng = random.Random(settings.seed)
         self.closing = asyncio.Event()
+        self.teacher: Teacher | None = None
+        if settings.teacher is not None:
+            self.teacher = load(settings.teacher, settings.teacher_noise, settings.seed)
 
     def configure(self, changes: dict[str, Any]) -> SimulatorSettings:
         """Apply run-time changes (validated; ``ConfigError`` names a bad key)."""
