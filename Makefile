@@ -25,8 +25,8 @@ install: $(STAMP) ## create .venv and install the project with its dev and local
 kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
 	@$(PYTHON) -m ops.kafka fetch >/dev/null
 
-test: install kafka-fetch ## run the whole test suite (starts its own Kafka broker)
-	$(PY) -m pytest
+test: install kafka-fetch ## run the test suite (starts its own Kafka broker); the longest chaos runs are in make reliability
+	$(PY) -m pytest -m "not reliability"
 
 lint: install ## ruff checks, format check, and the dependency audit
 	$(VENV)/bin/ruff check .
@@ -68,6 +68,13 @@ eval: install ## measure the handlers on labelled data ($(DATA)); results into E
 	$(EVAL) sentiment --data $(DATA)/sentiment/yelp2_test.csv --data $(DATA)/sentiment/imdb_test.csv --write EVAL.md
 	$(EVAL) moderation --data $(DATA)/moderation/samples-1680.jsonl --write EVAL.md
 	$(EVAL) logs --data $(DATA)/logs --write EVAL.md
+	$(PY) -m tests.bench.log_grouping --data $(DATA)/logs --tune
+
+.PHONY: bench-logs
+bench-logs: install ## log parsing: time per line on the Loghub systems and on adversarial lines (BENCHMARKS.md)
+	@test -d $(DATA)/logs || { echo "no Loghub data at $(DATA)/logs (set DATA=...)"; exit 1; }
+	$(PY) -m tests.bench.log_grouping --data $(DATA)/logs
+	$(PY) -m tests.bench.log_grouping --stress
 
 .PHONY: reliability
 reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md

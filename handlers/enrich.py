@@ -23,7 +23,16 @@ from pydantic import BaseModel, Field
 from handlers.base import Handler, HandlerContext, HandlerOptions, Result
 from handlers.model import ModelPort, Reply, Task
 from handlers.redact import ALL_KINDS, Redactor
-from schemas.enriched import Alert, EnrichedEvent, Enrichment, Severity, Tokens
+from handlers.shapes import output_value
+from schemas.enriched import (
+    DEFAULT_MERGE_KEY,
+    Alert,
+    EnrichedEvent,
+    Enrichment,
+    OutputShape,
+    Severity,
+    Tokens,
+)
 from schemas.errors import SluicegateError
 from schemas.events import _Event, decode_event
 from schemas.records import SourceRecord
@@ -54,6 +63,13 @@ class EnrichOptions(HandlerOptions):
     service_tier: Literal["default", "flex"] | None = None
     alert_on: tuple[str, ...] | None = Field(
         None, description="answer labels that also go to the alerts topic; unset: default"
+    )
+    output: OutputShape = Field(
+        "enriched", description="the output record: enriched ({event, enrichment}), merged "
+        "(the event's own fields plus merge_key) or answer (the answer alone)"
+    )  # fmt: skip
+    merge_key: str = Field(
+        DEFAULT_MERGE_KEY, min_length=1, description="where output = merged puts the block"
     )
 
 
@@ -246,7 +262,7 @@ class EnrichingHandler(Handler):
             source, tier, tokens, usd = "local", "local", Tokens(), 0.0
         else:
             tier = "cache" if reply.source == "cache" else "model"
-            source = "cache" if tier == "cache" else reply.model
+            source = "cache" if tier == "cache" else served_by(reply)
             tokens = Tokens(
                 prompt=round(reply.prompt_tokens, 2),
                 cached=round(reply.cached_tokens, 2),
@@ -267,7 +283,9 @@ class EnrichingHandler(Handler):
             redactions=dict(redactions),
         )
         enriched = EnrichedEvent(event=original, enrichment=enrichment)
-        value = orjson.dumps(enriched.model_dump(mode="json"))
+        value = output_value(
+            record.value, original, enrichment, self.options.output, self.options.merge_key
+        )
         self.tiers[tier] += 1
         alerts = self.alerts_for(record, answer, enriched)
         if reply is not None and self.context.model is not None:
@@ -276,6 +294,13 @@ class EnrichingHandler(Handler):
             return Result(value)
         self.alerts_raised.update(a.kind for a in alerts)
         return Result(value, alerts=tuple(orjson.dumps(a.model_dump(mode="json")) for a in alerts))
+
+
+def served_by(reply: Reply) -> str:
+    """The model id to show as an answer's source: what the server says answered, so a
+    simulator's answer is marked ``-simulated`` wherever it is shown, never taken for
+    the real model's."""
+    return reply.served_by or reply.model
 
 
 def _sum(first: Reply, second: Reply) -> Reply:
@@ -290,4 +315,5 @@ def _sum(first: Reply, second: Reply) -> Reply:
         first.usd + second.usd,
         second.tier,
         first.calls + second.calls,
+        second.served_by,
     )

@@ -46,6 +46,10 @@ class Reply:
     tier: str = "default"
     # This event's share of the requests made (a batch of 16 in one request: 1/16 each).
     calls: float = 0.0
+    # The model id the server says answered (the response's ``model``), when it differs
+    # from ``model`` (the id asked for and priced): the simulator says
+    # "gpt-5.4-nano-simulated", and the enriched event's ``source`` must say so too.
+    served_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,17 @@ class DlqEnvelope(BaseModel):
     source_timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]  # None: a NULL header value, kept as null
     error_class: str
     error_message: str
     stage: str
     attempts: int = Field(ge=1)
     failed_at: AwareDatetime
     processor_version: str
+    # Set when the DLQ could not hold the whole value: ``value`` is then only its first
+    # bytes and this is the original's length (read the original at ``where`` while the
+    # input topic retains it). Such an envelope is not replayed.
+    value_bytes: int | None = Field(default=None, ge=0)
 
     @field_validator("failed_at")
     @classmethod

@@ -1,8 +1,14 @@
 """The enriched event: the original, unchanged, plus an ``enrichment`` block.
 
-``{"event": <what the producer sent>, "enrichment": {...}}``: the original sits under its
-own key, byte-for-byte the same JSON value (or the raw text line), so nothing a producer
-sends can collide with the block and consumers read both without guessing.
+A route's ``output`` option picks one of three shapes for its output topic:
+
+* ``enriched`` (default): ``{"event": <what the producer sent>, "enrichment": {...}}``:
+  the original sits under its own key, byte-for-byte the JSON the producer sent (or the
+  raw text line), so nothing a producer sends can collide with the block;
+* ``merged``: the producer's object itself with the block added under ``merge_key``
+  (``"enrichment"`` by default), for consumers that want one flat record;
+* ``answer``: the handler's answer alone (``answer.<handler>.schema.json``), keyed and
+  headed like the input.
 """
 
 from __future__ import annotations
@@ -50,6 +56,19 @@ class EnrichedEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event: Any = Field(description="the original event exactly as produced")
+    enrichment: Enrichment
+
+
+OutputShape = Literal["enriched", "merged", "answer"]
+DEFAULT_MERGE_KEY = "enrichment"
+
+
+class MergedEvent(BaseModel):
+    """The ``merged`` shape: the producer's fields as sent, plus the enrichment block
+    under the route's ``merge_key`` (this schema shows the default key)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
     enrichment: Enrichment
 
 

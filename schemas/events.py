@@ -82,6 +82,12 @@ class Post(_Event):
 
 EVENT_KINDS: dict[str, type[_Event]] = {"log": LogEvent, "review": Review, "post": Post}
 
+# Objects and arrays nested deeper than this are bad input. Real events nest a few
+# levels; a value nested hundreds deep only makes parsers, validators and the model's
+# prompt builder recurse (Python's own limit is near 1,000) and fail as handler errors.
+MAX_JSON_DEPTH = 64
+ORJSON_MAX_DEPTH = 254  # orjson.dumps raises past this many nested levels
+
 
 def decode_event(
     value: bytes | None, kind: type[_Event], *, raw_text: bool, max_bytes: int = 1_000_000
@@ -99,9 +105,16 @@ def decode_event(
     try:
         original: Any = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+            raise BadInput(
+                f"the value nests objects or arrays more than {MAX_JSON_DEPTH} levels deep; "
+                f"at most {MAX_JSON_DEPTH} are accepted"
+            ) from None
         if not raw_text:
             raise BadInput(f"the value is not valid JSON: {exc}") from None
         original = _utf8(value)
+    if isinstance(original, dict | list):
+        check_depth(value, original)
     if not isinstance(original, dict):
         if not raw_text or not isinstance(original, str):
             raise BadInput(
@@ -117,9 +130,35 @@ def decode_event(
         return original, kind.model_validate({name: text})
     no_duplicate_keys(value)
     try:
-        return original, kind.model_validate(original)
+        event = kind.model_validate(original)
     except ValidationError as exc:
         raise BadInput(f"the value is not a valid {kind.__name__}: {_brief(exc)}") from None
+    if not event.text().strip():
+        raise BadInput(f"the {kind.__name__}'s text is only whitespace; there is nothing to judge")
+    return original, event
+
+
+def check_depth(value: bytes, parsed: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """``BadInput`` naming the limit if ``parsed`` (the JSON of ``value``) nests objects
+    or arrays deeper than ``limit``.
+
+    Measured in C, not by a Python walk: orjson refuses to serialise more than
+    ``ORJSON_MAX_DEPTH`` levels, so ``parsed`` wrapped in ``ORJSON_MAX_DEPTH - limit``
+    lists serialises exactly when it is at most ``limit`` deep (about 5 ms per MB, and
+    only for values with more brackets than the limit).
+    """
+    if value.count(b"[") + value.count(b"{") <= limit:
+        return  # fewer brackets than the limit cannot nest past it: most events
+    wrapped = parsed
+    for _ in range(ORJSON_MAX_DEPTH - limit):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        raise BadInput(
+            f"the value nests objects or arrays more than {limit} levels deep; at most "
+            f"{limit} are accepted"
+        ) from None
 
 
 def check_size(value: bytes, max_bytes: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.dlq import DlqEnvelope
-from schemas.enriched import Alert, EnrichedEvent
+from schemas.enriched import Alert, EnrichedEvent, MergedEvent
 from schemas.events import LogEvent, Post, Review
 from schemas.outputs import LogAnswer, ModerationAnswer, SentimentAnswer
 
@@ -29,6 +29,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "answer.moderation": ModerationAnswer,
     "answer.log": LogAnswer,
     "enriched": EnrichedEvent,
+    "merged": MergedEvent,
     "alert": Alert,
     "dlq": DlqEnvelope,
 }

@@ -8,6 +8,7 @@ Field descriptions are part of the schema the model reads: they are short instru
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -123,9 +124,42 @@ class Parameter(_Answer):
     value: str = Field(description="the value exactly as it appears in the line")
 
 
-class LogAnswer(_Answer):
+class LogModelAnswer(_Answer):
+    """What the model is asked to write for a new kind of log line (the request's schema);
+    the ``logs`` handler turns it into a ``LogAnswer``."""
+
     template: str = Field(description="the line's message with every variable part replaced by <*>")
     level: Level
     component: str = Field(description="the service or component that wrote the line")
     timestamp: str = Field(description="the line's time in ISO 8601, or empty if none")
     parameters: list[Parameter] = Field(description="the variables, in order of appearance")
+
+
+class LogAnswer(_Answer):
+    """The ``logs`` handler's answer, as published in ``enrichment.answer``: the line's
+    template (learned from the model once per template), its values and header fields."""
+
+    template: str = Field(description="the message with each variable written <*>")
+    template_id: str = Field(
+        pattern=r"^T[0-9a-f]{8}$",
+        description="a hash of the template: the same on every replica and restart",
+    )
+    template_source: Literal["model", "store", "local"] = Field(
+        description="model: just learned from the model (this line's call); store: a "
+        "template learned earlier fitted the line; local: Drain3's template stood in "
+        "because the model's answer was unusable"
+    )
+    parameters: dict[str, str] = Field(
+        description="the value of each <*>, in order, under a name (from the model, else "
+        "the key or word before it; repeated names get _2, _3...)"
+    )
+    level: Level
+    component: str | None = Field(description="the header's or the model's component")
+    timestamp: str | None = Field(
+        description="the header's time: ISO 8601 when its shape is known, else as written"
+    )
+    error_signature: str | None = Field(
+        pattern=r"^E[0-9a-f]{8}$",
+        description="for warning, error and critical lines: a hash of the template, for "
+        "grouping incidents",
+    )

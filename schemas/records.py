@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 # Record headers: (name, bytes) pairs, order and repeats kept.
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]  # None: a NULL header value
 
 # ``make(SourceRecord, (topic, partition, offset, key, value, headers, timestamp_ms))``:
 # a record from a tuple of every field, in order, for callers building one per event.

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from stream import __version__, logs, metrics
+from stream.cli import EXIT_UNAVAILABLE
 from stream.config import Settings
+from stream.dlq import DEFAULT_MAX_RECORD_BYTES
 from stream.errors import ConfigError
-from stream.kafka.admin import check_reachable
+from stream.kafka.admin import check_reachable, record_limit_problems, topic_limits
+from stream.model.errors import ModelUnreachable
 from stream.model.service import ModelService
-from stream.processor import Processor
 from stream.routes import build_routes, needs_model
+from stream.runtime.processor import Processor
 
 log = logging.getLogger("sluicegate")
 
@@ -20,6 +24,12 @@ log = logging.getLogger("sluicegate")
 async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
     service = ModelService(settings) if needs_model(settings) else None
+    if service is not None:
+        try:
+            await service.client.probe()  # a wrong address or key stops here, exit 3
+        except BaseException:
+            await service.aclose()
+            raise
     handlers = {r.settings.name: r.handler for r in build_routes(settings, model=service)}
     processor = Processor(
         settings,
@@ -31,6 +41,8 @@ async def serve(settings: Settings) -> Processor:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, processor.stop)
     await loop.run_in_executor(None, check_reachable, settings.kafka)
+    for problem in await loop.run_in_executor(None, check_topics, settings):
+        log.warning("%s", problem)
     log.info(
         "sluicegate %s starting: %d route(s), %s, group %s",
         __version__,
@@ -52,9 +64,36 @@ async def serve(settings: Settings) -> Processor:
     return processor
 
 
+def check_topics(settings: Settings) -> list[str]:
+    """Warnings about the topics before the start: missing outputs, and record limits
+    under which a large input could not reach the DLQ whole (each names the setting)."""
+    routes = settings.routes
+    inputs = {t for r in routes for t in r.input_topics}
+    outputs = {r.output_topic for r in routes} | {settings.alerts.topic}
+    dlq = settings.dlq.topic
+    limits = topic_limits(settings.kafka, inputs | outputs | {dlq})
+    missing = sorted(t for t in outputs | {dlq} if t not in limits)
+    problems = [
+        f"topic {t!r} does not exist; unless the broker creates topics on first write "
+        "(auto.create.topics.enable), the processor stops at the first output to it"
+        for t in missing
+    ]
+    producer = settings.kafka.producer_extra.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES)
+    found = {t: limits[t] for t in inputs if t in limits}
+    problems += record_limit_problems(
+        found, {t: limits[t] for t in outputs if t in limits}, (dlq, limits.get(dlq)),
+        int(producer),
+    )  # fmt: skip
+    return problems
+
+
 def run_processor(settings: Settings) -> int:
     if not settings.routes:
         raise ConfigError("routes: no route is configured; add at least one [[routes]] table")
     logs.configure(settings.log)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ModelUnreachable as exc:
+        print(f"sluicegate: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stream import __version__
+from stream import __version__, logs, secrets
 from stream.config import load
 from stream.cost_cli import add_cost_commands
 from stream.dlq_cli import add_dlq_commands
@@ -130,8 +130,12 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     from stream.routes import build_routes  # noqa: PLC0415 - keeps `--help` fast
 
     settings = load(args.config)
-    build_routes(settings)  # handler names and their options
-    print(json.dumps(settings.as_dict(), indent=2))
+    routes_built = build_routes(settings)  # handler names and their options
+    shown = settings.as_dict()
+    # Each route's options as its handler took them: the defaults in effect included.
+    for route, built in zip(shown["routes"], routes_built, strict=True):
+        route["options"] = secrets.mask_mapping(built.handler.options.model_dump(mode="json"))
+    print(json.dumps(shown, indent=2))
     routes = len(settings.routes)
     print(f"config OK: {routes} route{'s' if routes != 1 else ''}", file=sys.stderr)
     return EXIT_OK
@@ -149,19 +153,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.bootstrap_servers, produce_only=args.produce_only)
 
 
+def fail(exc: BaseException) -> None:
+    """Say why the command stopped, secrets masked (a provider's 401 quotes the key)."""
+    print(f"sluicegate: {secrets.mask_text(str(exc))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Command = args.handler
+    logs.ensure_cli_logging()  # `run` replaces it with the configured format
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"sluicegate: {exc}", file=sys.stderr)
+        fail(exc)
         return EXIT_CONFIG
     except KafkaUnavailable as exc:
-        print(f"sluicegate: {exc}", file=sys.stderr)
+        fail(exc)
         return EXIT_UNAVAILABLE
     except SluicegateError as exc:
-        print(f"sluicegate: {exc}", file=sys.stderr)
+        fail(exc)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

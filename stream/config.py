@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from stream import secrets
 from stream.errors import ConfigError
 
 ENV_PREFIX = "SLUICEGATE_"
@@ -134,6 +135,9 @@ class ProcessingSettings(_Section):
     resume_ratio: float = Field(0.5, gt=0, lt=1)
     commit_interval_ms: PositiveInt = 1000
     shutdown_timeout_s: PositiveFloat = 30.0
+    # A partition with events in flight and none finished for this long is stuck: the
+    # watchdog fails /readyz, sets sluicegate_partition_stalled and logs which one.
+    stall_timeout_s: PositiveFloat = 120.0
     transaction_timeout_ms: PositiveInt = 60000
     # Exactly-once only. Keep it stable across restarts of one replica (a StatefulSet
     # pod name, say) so a restart fences its predecessor and aborts its open transaction
@@ -180,7 +184,7 @@ class ModelSettings(_Section):
     # without it; the schema then travels in the system prompt, validation is the same.
     output_mode: Literal["json_schema", "json_object"] = "json_schema"
     max_completion_tokens: PositiveInt = 1024
-    # Limits of the account, for this replica (divide them between replicas); 0 = none.
+    # The account's limits; a replica takes its share (ModelClient.set_share); 0 = none.
     rpm: int = Field(5000, ge=0)
     tpm: int = Field(2_000_000, ge=0)
     min_concurrency: PositiveInt = 1
@@ -198,6 +202,8 @@ class ModelSettings(_Section):
     batch_max_events: PositiveInt = 16
     batch_max_tokens: PositiveInt = 6000
     batch_wait_ms: float = Field(5.0, ge=0)
+    # A batch goes out before batch_wait_ms once no new ask came for this long; 0: wait.
+    batch_idle_ms: float = Field(1.0, ge=0)
     # The response cache: identical content of one task is answered once.
     cache_entries: int = Field(10_000, ge=0)
     cache_ttl_s: PositiveFloat = 3600.0
@@ -310,8 +316,38 @@ class Settings(BaseSettings):
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """The effective settings as plain data, secrets masked: safe to print or log."""
-        return self.model_dump(mode="json")
+        """The effective settings as plain data, secrets masked: safe to print or log.
+
+        ``SecretStr`` fields dump as a mask already; the free-form librdkafka maps and
+        URLs are masked by key and position (``stream.secrets``). The price table shown
+        is the one in effect (the defaults plus ``budget.prices``)."""
+        data = self.model_dump(mode="json")
+        data["budget"]["prices"] = {
+            model: prices.model_dump(mode="json")
+            for model, prices in self.budget.price_table().items()
+        }
+        return secrets.mask_mapping(data)
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, revealed (to register for masking)."""
+        kafka, model = self.kafka, self.model
+        held = (kafka.sasl_password, kafka.ssl_key_password, model.api_key)
+        found = [secret.get_secret_value() for secret in held if secret is not None]
+        for extra in (kafka.consumer_extra, kafka.producer_extra):
+            found += [str(v) for k, v in extra.items() if secrets.is_secret_key(k)]
+        userinfo = _userinfo(model.base_url)
+        if userinfo:
+            found.append(userinfo)
+            found += [part for part in userinfo.split(":")[1:] if part]
+        return found
+
+
+def _userinfo(url: str | None) -> str | None:
+    """The ``user:password`` of a URL, if it has one."""
+    if not url or "://" not in url:
+        return None
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    return netloc.rsplit("@", 1)[0] if "@" in netloc else None
 
 
 def env_name(*path: str) -> str:
@@ -348,38 +384,73 @@ def load(path: Path | str | None = None, **overrides: Any) -> Settings:
     if unknown:
         raise ConfigError(
             f"environment variable {unknown[0]} names no setting (all unknown: "
-            f"{', '.join(unknown)}); nested keys are written like SLUICEGATE_KAFKA__GROUP_ID"
+            f"{', '.join(unknown)}); {env_accepted(unknown[0])}; nested keys are written "
+            "like SLUICEGATE_KAFKA__GROUP_ID"
         )
     try:
         with _file_values(data):
-            return Settings(**overrides)
+            settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, path, data)) from None
+    secrets.register(*settings.secret_values())
+    return settings
 
 
-_SECRET_WORDS = ("password", "api_key", "secret", "token")
+def env_accepted(env_var: str) -> str:
+    """What is accepted where ``env_var`` stops naming a setting, as variable names."""
+    parts = env_var[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+    model: type[BaseModel] = Settings
+    known: list[str] = []
+    for part in parts:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        known.append(part)
+        model = annotation
+    names = [env_name(*known, name) for name in sorted(model.model_fields)]
+    return "accepted " + ("here" if known else "sections") + ": " + ", ".join(names)
 
 
-def _describe(exc: ValidationError, path: Path | str | None) -> str:
+def _describe(
+    exc: ValidationError, path: Path | str | None, data: Mapping[str, Any] | None = None
+) -> str:
     where = f" in {path} or the environment" if path else " in the environment"
     lines = [f"invalid configuration{where}:"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        key = ".".join(loc) or "(top level)"
+        key = _route_named(".".join(loc), loc, data or {}) or "(top level)"
         if error["type"] == "extra_forbidden":
             message = f"unknown key; accepted here: {_accepted_keys(loc[:-1])}"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        shown = "" if error["type"] == "missing" else f" (got {_show(loc, error['input'])})"
+        # The value of a key we do not know is never shown: a misspelt sasl_pasword is
+        # as secret as the real one.
+        quiet = error["type"] in ("missing", "extra_forbidden")
+        shown = "" if quiet else f" (got {_show(loc, error['input'])})"
         env = f" [env {env_name(*loc)}]" if loc and not any(p.isdigit() for p in loc) else ""
         lines.append(f"  {key}: {message}{shown}{env}")
     return "\n".join(lines)
 
 
+def _route_named(key: str, loc: list[str], data: Mapping[str, Any]) -> str:
+    """``routes.1.x`` as ``routes.1 (route 'reviews').x`` when the file names it."""
+    if len(loc) < 2 or loc[0] != "routes" or not loc[1].isdigit():
+        return key
+    routes = data.get("routes")
+    index = int(loc[1])
+    if not isinstance(routes, list) or index >= len(routes) or not isinstance(routes[index], dict):
+        return key
+    name = routes[index].get("name")
+    if not isinstance(name, str):
+        return key
+    return ".".join([f"routes.{index} (route {name!r})", *loc[2:]])
+
+
 def _show(loc: list[str], value: Any) -> str:
-    if any(word in part for part in loc for word in _SECRET_WORDS):
-        return "'**********'"
-    text = repr(value)
+    if any(secrets.is_secret_key(part) for part in loc):
+        return repr(secrets.MASK)
+    text = repr(secrets.mask_value(loc[-1] if loc else "", value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -7,9 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from handlers.model import Task
-from stream.config import Settings, load
+from stream.config import Prices, Settings, load
 from stream.errors import ConfigError
+from stream.model.cost import cost_usd
 from stream.model.estimate import DailyCost, daily_cost, sample_content_tokens
+
+DAYS_PER_MONTH = 30
+# Without --route or --static-tokens, the instructions priced are those of this
+# built-in handler as the client sends them: a request never goes without them, and
+# pricing it at 0 made batching look dearer than one call per event.
+DEFAULT_STATIC_HANDLER = "sentiment"
 
 
 def add_cost_commands(sub: Any) -> None:
@@ -20,7 +27,10 @@ def add_cost_commands(sub: Any) -> None:
         help="dollars per day for a daily volume: one call per event vs batched and cached",
     )
     est.add_argument("-c", "--config", type=Path, default=None, help="config (for prices)")
-    est.add_argument("--per-day", type=int, required=True, help="events per day")
+    volume = est.add_mutually_exclusive_group(required=True)
+    volume.add_argument("--per-day", type=int, help="events per day")
+    volume.add_argument("--per-month", type=int,
+                        help=f"events per month (a {DAYS_PER_MONTH}-day month)")  # fmt: skip
     size = est.add_mutually_exclusive_group(required=True)
     size.add_argument("--sample", type=Path, help="sample events, one per line (JSONL or text)")
     size.add_argument("--content-tokens", type=float, help="input tokens of one event's content")
@@ -34,7 +44,8 @@ def add_cost_commands(sub: Any) -> None:
                      help="output tokens per event (default: the route's, else 20)")  # fmt: skip
     est.add_argument(
         "--static-tokens", type=int, default=None,
-        help="instruction tokens (system prompt, schema, examples) paid per request",
+        help="instruction tokens (system prompt, schema, examples) paid per request "
+        "(default: the route's, else the built-in sentiment handler's, ~1,400)",
     )  # fmt: skip
     est.add_argument("--batch-size", type=int, default=None,
                      help="events per request (default: the route's, else 16)")  # fmt: skip
@@ -50,8 +61,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     prices = settings.budget.price_table().get(model)
     if prices is None:
         raise ConfigError(f"budget.prices: no price for model {model!r}")
-    if args.per_day < 0 or (args.batch_size or 1) < 1 or not 0 <= args.cache_hit_rate <= 1:
-        raise ConfigError("--per-day >= 0, --batch-size >= 1, 0 <= --cache-hit-rate <= 1")
+    per_day = args.per_day if args.per_day is not None else args.per_month / DAYS_PER_MONTH
+    if per_day < 0 or (args.batch_size or 1) < 1 or not 0 <= args.cache_hit_rate <= 1:
+        raise ConfigError(
+            "--per-day/--per-month >= 0, --batch-size >= 1, 0 <= --cache-hit-rate <= 1"
+        )
     if args.sample is not None:
         try:
             content = sample_content_tokens(args.sample, args.sample_field)
@@ -59,11 +73,14 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--sample: {exc}") from None
     else:
         content = args.content_tokens
-    static, output, batch = _route_shape(settings, args.route) if args.route else (0, 20.0, 16)
+    if args.route:
+        static, output, batch = _route_shape(settings, args.route)
+    else:
+        static, output, batch = _default_static(settings), 20.0, 16
     args.static_tokens = static if args.static_tokens is None else args.static_tokens
     args.output_tokens = output if args.output_tokens is None else args.output_tokens
     args.batch_size = batch if args.batch_size is None else args.batch_size
-    shape = {"per_day": args.per_day, "content_tokens": content,
+    shape = {"per_day": round(per_day), "content_tokens": content,
              "output_tokens": args.output_tokens, "static_tokens": args.static_tokens}  # fmt: skip
     rows = [
         daily_cost(prices, label="one call per event", **shape),
@@ -73,11 +90,24 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     print(
         f"{model}: ${prices.input}/M input, ${prices.cached_input}/M cached, "
-        f"${prices.output}/M output; {args.per_day:,} events/day, {content:.0f} content + "
+        f"${prices.output}/M output; {round(per_day):,} events/day, {content:.0f} content + "
         f"{args.static_tokens} static input tokens, {args.output_tokens:.0f} output tokens"
     )
-    _table(rows)
+    _table(rows, prices, args.tier, monthly=args.per_month is not None)
     return 0
+
+
+def _default_static(settings: Settings) -> int:
+    """The static tokens of the built-in sentiment handler's requests, as sent."""
+    from handlers.base import HandlerContext  # noqa: PLC0415
+    from handlers.registry import HANDLERS  # noqa: PLC0415
+    from stream.model.client import request_static_tokens  # noqa: PLC0415
+
+    handler = HANDLERS[DEFAULT_STATIC_HANDLER].from_options({}, HandlerContext("estimate"))
+    task = getattr(handler, "task", None)
+    if not isinstance(task, Task):  # pragma: no cover - the sentiment handler has one
+        raise ConfigError(f"handler {DEFAULT_STATIC_HANDLER!r} has no model task")
+    return request_static_tokens(task, settings.model.output_mode)
 
 
 def _route_shape(settings: Settings, name: str) -> tuple[int, float, int]:
@@ -101,9 +131,17 @@ def _route_shape(settings: Settings, name: str) -> tuple[int, float, int]:
     return request_static_tokens(task, settings.model.output_mode), per_item, size
 
 
-def _table(rows: list[DailyCost]) -> None:
+def _table(rows: list[DailyCost], prices: Prices, tier: str, *, monthly: bool) -> None:
+    """One line per way of calling: tokens, then dollars for input (cached share
+    included) and output apart, as the provider bills them, and their sum."""
+    month = f" {'$/month':>10}" if monthly else ""
     print(f"{'':40} {'requests':>10} {'input tok':>13} {'cached tok':>13} "
-          f"{'output tok':>12} {'$/day':>9}")  # fmt: skip
+          f"{'output tok':>12} {'input $':>9} {'output $':>9} {'$/day':>9}{month}")  # fmt: skip
     for r in rows:
+        usd_in = cost_usd(prices, prompt=r.input_tokens, cached=r.cached_tokens, completion=0,
+                          tier=tier)  # fmt: skip
+        usd_out = cost_usd(prices, prompt=0, cached=0, completion=r.output_tokens, tier=tier)
+        per_month = f" {r.usd * DAYS_PER_MONTH:>10.2f}" if monthly else ""
         print(f"{r.label:40} {r.requests:>10,.0f} {r.input_tokens:>13,.0f} "
-              f"{r.cached_tokens:>13,.0f} {r.output_tokens:>12,.0f} {r.usd:>9.2f}")  # fmt: skip
+              f"{r.cached_tokens:>13,.0f} {r.output_tokens:>12,.0f} {usd_in:>9.2f} "
+              f"{usd_out:>9.2f} {r.usd:>9.2f}{per_month}")  # fmt: skip

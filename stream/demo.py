@@ -32,13 +32,16 @@ from rich.table import Table
 from handlers.base import Handler
 from schemas.dlq import DlqEnvelope
 from schemas.enriched import Alert, EnrichedEvent
+from stream.command import sluicegate_command
 from stream.config import KafkaSettings, Ordering, Settings, load
 from stream.kafka.admin import check_reachable, ensure_topics
+from stream.logs import librdkafka_logger
 from stream.model.cost import Tally
 from stream.model.endpoint import model_service
 from stream.model.service import ModelService
-from stream.processor import Processor
 from stream.routes import build_routes
+from stream.runtime.processor import Processor
+from stream.secrets import mask_url
 from stream.stats import Stats
 
 
@@ -85,7 +88,8 @@ def sample_records(stream: SampleStream) -> list[tuple[bytes | None, bytes]]:
 
 def produce_samples(kafka: KafkaSettings) -> dict[str, int]:
     """Produce every sample to its topic and wait for the acknowledgements."""
-    producer = Producer({**kafka.client_config(), "enable.idempotence": True})
+    producer = Producer({**kafka.client_config(), "enable.idempotence": True,
+                         "logger": librdkafka_logger()})  # fmt: skip
     failures: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -132,7 +136,14 @@ async def process(
     """Run the processor until ``expected`` events are handled (or ``limit_s``), with a
     live view of what it does."""
     async with model_service(settings, latency_median_ms=300) as (service, where):
-        CONSOLE.print(f"==> the model: {settings.model.model} via {where}")
+        if where == "the simulator":
+            CONSOLE.print(
+                f"==> the model: {settings.model.model}-simulated, the simulator started "
+                "in-process: its answers show the plumbing, calls and tokens, not a real "
+                "model's judgement (set OPENAI_API_KEY for that)"
+            )
+        else:
+            CONSOLE.print(f"==> the model: {settings.model.model} via {mask_url(where)}")
         handlers = {r.settings.name: r.handler for r in build_routes(settings, model=service)}
         processor = Processor(settings, handlers, model=service, pause_while=[service.should_pause])
         return await _run(processor, service, handlers, expected, limit_s), service, handlers
@@ -214,7 +225,7 @@ def show_examples(kafka: KafkaSettings, dlq_topic: str, since: Marks) -> None:
                 continue
             e = enriched.enrichment
             answer = {k: v for k, v in e.answer.items() if not isinstance(v, dict | list)}
-            table.add_row(stream.handler, _text(enriched.event)[:120], f"{e.tier}\n{e.source}",
+            table.add_row(e.route, _text(enriched.event)[:120], f"{e.tier}\n{e.source}",
                           _text(answer)[:160], f"{e.cost_usd:.6f}")  # fmt: skip
     CONSOLE.print(table)
     dead = read_topic(kafka, dlq_topic, 1, since)
@@ -239,6 +250,12 @@ def show_alerts(kafka: KafkaSettings, topic: str, since: Marks) -> None:
                       f"{alert.reason}", markup=False)  # fmt: skip
 
 
+def _calls(shares: float) -> str:
+    """Requests made: each event carries its share of a batched request (1/16 of one),
+    so the sum is a whole number up to float error; show it as one."""
+    return f"{round(shares):,d}"
+
+
 def show_cost(service: ModelService, handlers: dict[str, Handler]) -> None:
     table = Table(title="per route: who answered, what it cost")
     for column in ("route", "handler", "local", "cache", "model", "calls", "tokens in",
@@ -249,14 +266,15 @@ def show_cost(service: ModelService, handlers: dict[str, Handler]) -> None:
         tiers = getattr(handler, "tiers", Counter())
         t = tallies.get(route) or Tally()
         table.add_row(route, handler.name, str(tiers["local"]), str(tiers["cache"]),
-                      str(tiers["model"]), f"{t.calls:.1f}", f"{t.prompt:,.0f}",
+                      str(tiers["model"]), _calls(t.calls), f"{t.prompt:,.0f}",
                       f"{t.cached:,.0f}", f"{t.completion:,.0f}", f"{t.usd:.6f}")  # fmt: skip
     CONSOLE.print(table)
 
 
 def high_watermarks(kafka: KafkaSettings, topics: Iterable[str]) -> Marks:
     """Where each partition of ``topics`` ends now: this run's records come after."""
-    consumer = Consumer({**kafka.client_config(), "group.id": f"demo-marks-{time.time_ns()}"})
+    consumer = Consumer({**kafka.client_config(), "group.id": f"demo-marks-{time.time_ns()}",
+                         "logger": librdkafka_logger()})  # fmt: skip
     marks: Marks = {}
     try:
         listed = consumer.list_topics(timeout=10).topics
@@ -285,7 +303,12 @@ def start_group_at(kafka: KafkaSettings, marks: Marks, topics: Iterable[str]) ->
     samples only, not those earlier runs left on a broker that is kept between runs."""
     wanted = set(topics)
     consumer = Consumer(
-        {**kafka.client_config(), "group.id": kafka.group_id, "enable.auto.commit": False}
+        {
+            **kafka.client_config(),
+            "group.id": kafka.group_id,
+            "enable.auto.commit": False,
+            "logger": librdkafka_logger(),
+        }
     )
     try:
         consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in marks.items()
@@ -299,7 +322,8 @@ def read_topic(
 ) -> list[Message]:
     """Up to ``count`` records of ``topic`` from ``since`` (else from the beginning)."""
     consumer = Consumer({**kafka.client_config(), "group.id": f"demo-reader-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "logger": librdkafka_logger()})  # fmt: skip
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, (since or {}).get((topic, p), OFFSET_BEGINNING))
                      for p in partitions])  # fmt: skip
@@ -344,10 +368,14 @@ def run_demo(bootstrap_servers: str | None, *, produce_only: bool = False) -> in
     show_examples(kafka, settings.dlq.topic, marks)
     show_alerts(kafka, settings.alerts.topic, marks)
     show_cost(service, handlers)
+    command = sluicegate_command()
     print(
         "\nlocal = the free local tier answered; cache = an identical earlier event's answer; "
-        "otherwise the model id.\n"
-        f"Inspect the DLQ:  sluicegate dlq inspect --topic {settings.dlq.topic}   "
-        f"(with SLUICEGATE_KAFKA__BOOTSTRAP_SERVERS={kafka.bootstrap_servers})"
+        "otherwise the model id (ending in -simulated when the simulator answered).\n"
+        f"Inspect the DLQ:  {command} dlq inspect --topic {settings.dlq.topic} "
+        f"--bootstrap-servers {kafka.bootstrap_servers}\n"
+        f"Kafka at {kafka.bootstrap_servers} is still running, with the demo topics: "
+        "`make kafka-down` stops the broker `make demo` started and deletes its data "
+        "(`make kafka-status` says whether it runs)."
     )
     return 0

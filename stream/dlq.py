@@ -5,7 +5,10 @@ to the DLQ topic: the original key, a ``DlqEnvelope`` as value (original bytes k
 exactly) and the original headers followed by sluicegate's trace and DLQ headers. An
 envelope too large for one record (base64 makes a value a third larger: an event near
 the producer's ``message.max.bytes`` would not fit) is sent raw instead: the original
-value itself, with the envelope's facts in headers; ``from_raw()`` reads it back.
+value itself, with the envelope's facts in headers; ``from_raw()`` reads it back. A value
+too large even for that (an input topic that takes larger records than the producer or
+the DLQ topic) is cut to what fits, ``truncated``, with its length in a header: one
+record never stops the processor, and the original stays at its source offset.
 ``DlqCap`` watches the share of dead-lettered events and raises ``DlqCapExceeded`` when
 every event seems to fail, so a bad deploy stops instead of draining the input into the
 DLQ. Both are pure: no Kafka I/O here.
@@ -19,7 +22,8 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from schemas.dlq import DlqEnvelope
-from stream import __version__
+from stream import __version__, secrets
+from stream.command import sluicegate_command
 from stream.config import DlqSettings
 from stream.errors import DlqCapExceeded, SluicegateError
 from stream.kafka import headers as h
@@ -47,7 +51,8 @@ def _message(error: BaseException) -> str:
     except Exception:  # noqa: BLE001 - a broken __str__ must not stop the stream
         text = f"<str() of {type(error).__qualname__} failed>"
     # Lone surrogates (surrogateescape'd input) fit neither JSON nor a UTF-8 header.
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return secrets.mask_text(text)  # a provider's 401 quotes the key it refused
 
 
 def error_class_name(error: BaseException) -> str:
@@ -101,7 +106,7 @@ def dead_letter(
         failed_at=failed_at,
         processor_version=__version__,
     )
-    ours: list[tuple[str, bytes]] = [
+    ours: list[tuple[str, bytes | None]] = [
         *h.trace_headers(record, route, __version__),
         (h.DLQ_ERROR_CLASS, error_class.encode()),
         (h.DLQ_ERROR_MESSAGE, _truncate(message, HEADER_MESSAGE_LIMIT).encode()),
@@ -116,21 +121,67 @@ def dead_letter(
         ours.append((h.DLQ_FORMAT, b"envelope"))
         return OutRecord(topic, record.key, value, (*record.headers, *ours))
     ours += [
-        (h.DLQ_FORMAT, b"raw"),
         (h.DLQ_HANDLER, handler.encode()),
         (h.DLQ_ORIGINAL_HEADERS, str(len(record.headers)).encode()),
     ]
-    return OutRecord(topic, record.key, record.value or b"", (*record.headers, *ours))
+    raw = record.value or b""
+    as_raw = (*record.headers, *ours, (h.DLQ_FORMAT, b"raw"))
+    if _size(record.key, raw, as_raw) <= max_bytes:
+        return OutRecord(topic, record.key, raw, as_raw)
+    room = max_bytes - _size(record.key, b"", record.headers, ours, _TRUNCATED_HEADERS)
+    return _truncated(topic, record.key, raw[: max(room, 0)], len(raw), (*record.headers, *ours))
 
 
-def _size(key: bytes | None, value: bytes, *header_lists: Sequence[tuple[str, bytes]]) -> int:
-    headers = sum(len(name) + len(v) + 8 for hs in header_lists for name, v in hs)
+# The headers a truncated dead letter adds, sized for the largest length they can say.
+_TRUNCATED_HEADERS = [(h.DLQ_FORMAT, b"truncated"), (h.DLQ_VALUE_BYTES, b"9" * 20)]
+# A dead letter the DLQ refused is first cut to this, then halved until it has no value.
+SHRINK_FIRST_BYTES = 64 * 1024
+
+
+def _truncated(
+    topic: str, key: bytes | None, value: bytes, original_bytes: int, headers: Headers
+) -> OutRecord:
+    ours = ((h.DLQ_FORMAT, b"truncated"), (h.DLQ_VALUE_BYTES, str(original_bytes).encode()))
+    return OutRecord(topic, key, value, (*headers, *ours))
+
+
+def shrink(dead: OutRecord) -> OutRecord | None:
+    """A smaller form of a dead letter the DLQ refused as too large (its topic takes less
+    than the producer sends): the original value cut to 64 KiB, then halved, down to none;
+    None once there is nothing left to cut."""
+    headers = dead.headers
+    form = h.header(headers, h.DLQ_FORMAT)
+    if form == b"envelope":
+        envelope = DlqEnvelope.from_json(dead.value)
+        value, size = envelope.value or b"", len(envelope.value or b"")
+        originals = len(envelope.headers)
+        base: Headers = (
+            *headers[:originals],
+            *(x for x in headers[originals:] if x[0] != h.DLQ_FORMAT),
+            (h.DLQ_HANDLER, envelope.handler.encode()),
+            (h.DLQ_ORIGINAL_HEADERS, str(originals).encode()),
+        )
+    else:
+        value = dead.value
+        known = h.header(headers, h.DLQ_VALUE_BYTES)
+        size = int(known) if known is not None else len(value)
+        base = tuple(x for x in headers if x[0] not in (h.DLQ_FORMAT, h.DLQ_VALUE_BYTES))
+    if not value:
+        return None
+    keep = min(len(value) // 2, SHRINK_FIRST_BYTES)
+    return _truncated(dead.topic, dead.key, value[:keep] if keep >= 64 else b"", size, base)
+
+
+def _size(
+    key: bytes | None, value: bytes, *header_lists: Sequence[tuple[str, bytes | None]]
+) -> int:
+    headers = sum(len(name) + len(v or b"") + 8 for hs in header_lists for name, v in hs)
     return len(key or b"") + len(value) + headers + RECORD_OVERHEAD_BYTES
 
 
 def is_raw(headers: Headers) -> bool:
-    """True if a DLQ record is in the raw form (see ``dead_letter``)."""
-    return h.header(headers, h.DLQ_FORMAT) == b"raw"
+    """True if a DLQ record is in the raw or truncated form (see ``dead_letter``)."""
+    return h.header(headers, h.DLQ_FORMAT) in (b"raw", b"truncated")
 
 
 def from_raw(key: bytes | None, value: bytes | None, headers: Headers) -> DlqEnvelope:
@@ -146,6 +197,7 @@ def from_raw(key: bytes | None, value: bytes | None, headers: Headers) -> DlqEnv
 
     originals = int(text(h.DLQ_ORIGINAL_HEADERS))
     timestamp = h.header(headers, h.DLQ_SOURCE_TIMESTAMP)
+    cut = h.header(headers, h.DLQ_VALUE_BYTES)
     return DlqEnvelope(
         route=text(h.ROUTE),
         handler=text(h.DLQ_HANDLER),
@@ -162,6 +214,7 @@ def from_raw(key: bytes | None, value: bytes | None, headers: Headers) -> DlqEnv
         attempts=int(text(h.DLQ_ATTEMPTS)),
         failed_at=datetime.fromisoformat(text(h.DLQ_FAILED_AT)),
         processor_version=text(h.PROCESSOR_VERSION),
+        value_bytes=int(cut) if cut is not None else None,
     )
 
 
@@ -252,8 +305,9 @@ class DlqCap:
             )
 
     def _trip(self, reason: str) -> NoReturn:
+        command = sluicegate_command()  # `.venv/bin/sluicegate` when not on PATH
         raise DlqCapExceeded(
             f"{reason}; stopping instead of draining the topic into the DLQ. Check the DLQ "
-            f"with `sluicegate dlq inspect --topic {self._settings.topic}`, fix the cause, "
-            "then `sluicegate dlq replay` the failed events."
+            f"with `{command} dlq inspect --topic {self._settings.topic}`, fix the cause, "
+            f"then `{command} dlq replay --topic {self._settings.topic}` the failed events."
         )

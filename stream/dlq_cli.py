@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from schemas.dlq import DlqEnvelope
-from stream.config import KafkaSettings, load
+from stream.config import KafkaSettings, Settings, load
 from stream.dlq import from_raw, is_raw
 from stream.errors import ConfigError, KafkaError, KafkaUnavailable, ProduceFailed
 from stream.kafka.headers import OURS_PREFIX, message_headers
+from stream.logs import librdkafka_logger
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, Producer
@@ -61,6 +62,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", type=Path, default=None, help="TOML config file (default: "
         "$SLUICEGATE_CONFIG, else defaults plus environment)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bootstrap-servers", default=None,
+        help="Kafka to use (default: kafka.bootstrap_servers from config/environment)",
     )  # fmt: skip
     parser.add_argument("--topic", help="the DLQ topic (default: dlq.topic from the config)")
     parser.add_argument("--route", help="only envelopes of this route")
@@ -133,6 +138,7 @@ def read_envelopes(
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,  # ends a partition whose tail is a transaction marker
+        "logger": librdkafka_logger(),  # one line per state while Kafka is unreachable
     }
     consumer = Consumer(conf)
     try:
@@ -238,8 +244,17 @@ def _matching(
         yield from islice(selected, args.limit)
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The config, with ``--bootstrap-servers`` over ``kafka.bootstrap_servers``."""
     settings = load(args.config)
+    if args.bootstrap_servers:
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
+        settings = settings.model_copy(update={"kafka": kafka})
+    return settings
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    settings = _settings(args)
     classes: Counter[str] = Counter()
     stats = ReadStats(args.topic or settings.dlq.topic)
     for env in _matching(args, settings.kafka, stats):
@@ -264,18 +279,28 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer  # noqa: PLC0415
 
-    settings = load(args.config)
+    settings = _settings(args)
     dlq_topic = args.topic or settings.dlq.topic
     if args.to_topic == dlq_topic:
         raise ConfigError(f"--to-topic {args.to_topic!r} is the DLQ topic itself")
     extra = {k: v for k, v in settings.kafka.producer_extra.items() if k != "transactional.id"}
     producer = None
     if not args.dry_run:
-        conf = {**settings.kafka.client_config(), **extra, "enable.idempotence": True}
+        conf = {**settings.kafka.client_config(), **extra, "enable.idempotence": True,
+                "logger": librdkafka_logger()}  # fmt: skip
         producer = Producer(conf)
     failures: list[str] = []
     sent: Counter[str] = Counter()
+    truncated = 0
     for env in _matching(args, settings.kafka, ReadStats(dlq_topic)):
+        if env.value_bytes is not None:  # only the value's first bytes were kept
+            truncated += 1
+            print(
+                f"not replaying {env.where}: the DLQ kept {len(env.value or b'')} of its "
+                f"{env.value_bytes} bytes; read the original at that offset",
+                file=sys.stderr,
+            )
+            continue
         target: str = args.to_topic or env.source_topic
         sent[target] += 1
         if producer is not None:
@@ -293,7 +318,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 0
     unsent = producer.flush(max(30.0, args.timeout))
     failures.extend(["not acknowledged before the flush timeout"] * unsent)
-    print(f"replayed {sent.total() - len(failures)} events to {where}")
+    print(
+        f"replayed {sent.total() - len(failures)} events to {where}"
+        + (f"; {truncated} truncated ones left out" if truncated else "")
+    )
     if failures:
         raise ProduceFailed(
             f"{len(failures)} of {sent.total()} events were not replayed (first: {failures[0]})",

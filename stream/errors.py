@@ -4,7 +4,8 @@
     ├── ConfigError              a bad setting; names the key and what is accepted
     ├── KafkaError               mapped from confluent-kafka in stream/kafka/errors.py
     │   ├── KafkaUnavailable     retriable: brokers unreachable, timeouts
-    │   ├── ProduceFailed        a delivery report said no; retriable if librdkafka says so
+    │   ├── ProduceFailed        a delivery report said no; ``kind`` says what to do
+    │   ├── OutputUnavailable    an output topic is missing or may not be written: stop
     │   ├── TransactionAborted   retriable: abort, rewind, redo the transaction
     │   └── ProducerFenced       not retriable for this producer: recreate it
     ├── EventError               a fault of one event: it goes to the DLQ (schemas/errors.py)
@@ -27,6 +28,7 @@ __all__ = [
     "EventError",
     "KafkaError",
     "KafkaUnavailable",
+    "OutputUnavailable",
     "ProduceFailed",
     "ProducerFenced",
     "SluicegateError",
@@ -53,11 +55,31 @@ class KafkaUnavailable(KafkaError):
 
 
 class ProduceFailed(KafkaError):
-    """A record was not acknowledged."""
+    """A record was not acknowledged. ``too_large``: the record exceeds what the producer
+    or the topic takes (it can only be dead-lettered, or shrunk if it is a dead letter);
+    ``config``: the topic is missing or may not be written, a fault of the deployment
+    that dead-lettering would only hide."""
 
-    def __init__(self, message: str, code: str | None = None, *, retriable: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        *,
+        retriable: bool,
+        too_large: bool = False,
+        config: bool = False,
+    ) -> None:
         super().__init__(message, code)
         self.retriable = retriable
+        self.too_large = too_large
+        self.config = config
+
+
+class OutputUnavailable(KafkaError):
+    """An output topic does not exist or this client may not write to it: every event
+    would fail the same way, so the processor stops and names the topic."""
+
+    fatal = True
 
 
 class TransactionAborted(KafkaError):

@@ -47,7 +47,7 @@ def add_eval_command(sub: Any) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from stream import evaluate  # noqa: PLC0415 - keeps `--help` fast
+    from stream import evaluate, evaluate_logs  # noqa: PLC0415 - keeps `--help` fast
 
     settings = load(args.config)
     for path in args.data:
@@ -57,7 +57,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for path in args.data:
         try:
             if args.target == "logs":
-                text = asyncio.run(evaluate.report_logs(path, settings, limit=args.limit))
+                text = asyncio.run(evaluate_logs.report_logs(path, settings, limit=args.limit))
             else:
                 result = asyncio.run(
                     evaluate.evaluate(args.target, path, settings, limit=args.limit)

@@ -9,7 +9,7 @@ model's judgement, and the report says so.
 
 Formats read (see ``../shared/datasets/README.md``): sentiment CSV with ``text`` and
 ``label_text`` (positive/negative); moderation JSONL with ``prompt`` and 0/1 flags per
-category code; Loghub ``<Sys>_2k.log_structured_corrected.csv`` for log parsing.
+category code. Log parsing (Loghub) is stream/evaluate_logs.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from handlers.base import Handler, HandlerContext
-from handlers.logtemplates import normalize_template
 from handlers.registry import HANDLERS
 from schemas.enriched import EnrichedEvent
 from schemas.errors import EventError
@@ -303,21 +302,6 @@ async def run_local_only(name: str, handler: Handler, rows: Sequence[Row]) -> Ru
 
 # -- log parsing --------------------------------------------------------------------------
 
-LOG_SYSTEMS = ("HDFS", "Apache", "OpenSSH", "Zookeeper", "Spark", "Linux", "Proxifier", "HealthApp")
-
-
-@dataclass(frozen=True)
-class LogScore:
-    system: str
-    lines: int
-    templates: int
-    calls: int
-    ga: float
-    pa: float
-    local_share: float
-    prompt_tokens: float
-    usd: float
-
 
 def grouping_accuracy(predicted: Sequence[object], truth: Sequence[object]) -> float:
     """Share of lines whose predicted group (same predicted id) is exactly their true
@@ -329,106 +313,6 @@ def grouping_accuracy(predicted: Sequence[object], truth: Sequence[object]) -> f
         true[t].add(i)
     right = sum(pred[p] == true[t] for p, t in zip(predicted, truth, strict=True))
     return right / len(truth) if truth else 0.0
-
-
-def log_systems(path: Path) -> list[tuple[str, Path, Path]]:
-    """``(system, raw log, structured csv)`` for a Loghub folder, a system's folder or a
-    system's ``*_structured_corrected.csv``."""
-    if path.is_file():
-        system = path.name.split("_2k")[0]
-        return [(system, path.with_name(f"{system}_2k.log"), path)]
-    found = []
-    for csv_path in path.rglob("*_2k.log_structured_corrected.csv"):
-        system = csv_path.name.split("_2k")[0]
-        found.append((system, csv_path.with_name(f"{system}_2k.log"), csv_path))
-    if not found:
-        raise ValueError(f"no *_2k.log_structured_corrected.csv under {path}")
-    order = {name: i for i, name in enumerate(LOG_SYSTEMS)}
-    return sorted(found, key=lambda f: (order.get(f[0], len(order)), f[0]))
-
-
-def _read_loghub(
-    raw: Path, labels: Path, limit: int | None
-) -> tuple[list[str], list[dict[str, str]]]:
-    lines = raw.read_text(encoding="utf-8", errors="replace").splitlines()[:limit]
-    with labels.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[: len(lines)]
-    if len(rows) != len(lines):
-        raise ValueError(f"{raw.name} has {len(lines)} lines but {labels.name} {len(rows)} rows")
-    return lines, rows
-
-
-async def run_logs(
-    system: str, raw: Path, labels: Path, service: ModelService | None, limit: int | None
-) -> LogScore:
-    """Every line of a system through the ``logs`` handler, in file order (a route with
-    ``ordering = "partition"``), as its raw text: header parsing included."""
-    from handlers.logs import LogsHandler  # noqa: PLC0415
-
-    lines, rows = _read_loghub(raw, labels, limit)
-    handler = build("logs", {}, service)
-    if not isinstance(handler, LogsHandler):
-        raise TypeError(f"the logs handler is {type(handler).__name__}")
-    if service is None:
-        handler.context = HandlerContext(handler.context.route, _NoModel())
-    rows_in = [Row(line.encode(), {}) for line in lines]
-    before = _tally(service)
-    events = []
-    for i, row in enumerate(rows_in):
-        run = await run_handler(system, handler, [row], service, first_offset=i)
-        events.append(run.events[0])
-    after = _tally(service)
-    ids = [e.enrichment.answer["template_id"] if e else None for e in events]
-    templates = [e.enrichment.answer["template"] if e else None for e in events]
-    truth_ids = [r["EventId"] for r in rows]
-    truth = [normalize_template(r["EventTemplate"]) for r in rows]
-    n = len(rows)
-    return LogScore(
-        system=system, lines=n, templates=len(set(truth_ids)), calls=handler.model_calls,
-        ga=grouping_accuracy(ids, truth_ids),
-        pa=sum(p == t for p, t in zip(templates, truth, strict=True)) / n,
-        local_share=sum(e is not None and e.enrichment.tier == "local" for e in events) / n,
-        prompt_tokens=after[1] - before[1], usd=after[4] - before[4],
-    )  # fmt: skip
-
-
-async def report_logs(path: Path, settings: Settings, *, limit: int | None = None) -> str:
-    """GA, PA and model calls per system: the local tier alone, then with the model."""
-    systems = log_systems(path)
-    alone = [await run_logs(s, raw, lab, None, limit) for s, raw, lab in systems]
-    async with model_service(settings) as (service, where):
-        cascade = [await run_logs(s, raw, lab, service, limit) for s, raw, lab in systems]
-    head = ("| system | lines | true templates | GA local | PA local | GA | PA | model calls "
-            "| calls / templates | answered locally | prompt tok | $ |")  # fmt: skip
-    lines = [f"### logs: `{path.name}` (model: {where}; lines in file order, one at a time)",
-             "", head, "|---" + "|---:" * 11 + "|"]  # fmt: skip
-    for a, c in zip(alone, cascade, strict=True):
-        lines.append(
-            f"| {c.system} | {c.lines} | {c.templates} | {a.ga:.3f} | {a.pa:.3f} | {c.ga:.3f} "
-            f"| {c.pa:.3f} | {c.calls} | {c.calls / c.templates:.2f} | {c.local_share:.1%} "
-            f"| {c.prompt_tokens:,.0f} | {c.usd:.4f} |"
-        )
-    if len(cascade) > 1:
-        calls, templates = sum(c.calls for c in cascade), sum(c.templates for c in cascade)
-        lines.append(
-            f"| **average / total** | {sum(c.lines for c in cascade)} | {templates} "
-            f"| {avg([a.ga for a in alone]):.3f} | {avg([a.pa for a in alone]):.3f} "
-            f"| **{avg([c.ga for c in cascade]):.3f}** | {avg([c.pa for c in cascade]):.3f} "
-            f"| {calls} | **{calls / templates:.2f}** "
-            f"| {avg([c.local_share for c in cascade]):.1%} "
-            f"| {sum(c.prompt_tokens for c in cascade):,.0f} | {sum(c.usd for c in cascade):.4f} |"
-        )
-        ga = avg([c.ga for c in cascade])
-        lines += ["", f"Target: grouping accuracy at least Drain's published 0.84 on average "
-                  f"({'met' if ga >= 0.84 else 'NOT met'}: {ga:.3f}) with model calls at most 1.2x "
-                  f"the distinct templates ({'met' if calls <= 1.2 * templates else 'NOT met'}: "
-                  f"{calls / templates:.2f}x). GA counts the template id each line was given "
-                  "when it was processed, as a consumer of the stream saw it."]  # fmt: skip
-    return "\n".join(lines)
-
-
-def avg(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 # -- the report ---------------------------------------------------------------------------

@@ -10,8 +10,12 @@ whole batch of events, so its lines carry none.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -19,6 +23,7 @@ from typing import IO, Any
 import orjson
 
 from stream.config import LogSettings
+from stream.secrets import SecretMaskingFilter
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -58,6 +63,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already formatted (and masked) by SecretMaskingFilter
+            entry["exc"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
 
 
@@ -65,6 +72,7 @@ def make_handler(settings: LogSettings, stream: IO[str] | None = None) -> loggin
     """A handler writing to ``stream`` (stderr) in the configured format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(EventFields())
+    handler.addFilter(SecretMaskingFilter())  # last: it sees the fields added above
     if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -82,3 +90,76 @@ def configure(settings: LogSettings) -> None:
     quiet = logging.DEBUG if settings.level == "DEBUG" else logging.WARNING
     for name in NOISY:
         logging.getLogger(name).setLevel(quiet)
+
+
+# -- librdkafka's log -----------------------------------------------------------------
+
+LIBRDKAFKA_LOGGER = "sluicegate.librdkafka"
+# How long a repeated librdkafka line stays suppressed before it is said again, with
+# the count of its repeats. An unreachable broker makes librdkafka log ~25 lines a
+# second; this turns them into one line per state and a reminder a minute.
+REPEAT_EVERY_S = 60.0
+_VARYING = re.compile(r"\d+(?:\.\d+)?")
+_REMEMBERED = 256
+
+
+class RateLimitLibrdkafka(logging.Filter):
+    """One line per librdkafka state: a line whose text, digits aside, was logged in the
+    last ``every_s`` seconds is dropped and counted; the next one said carries the count.
+
+    confluent-kafka calls ``logger.log(level, "%s [%s] %s", facility, client, message)``;
+    the facility and message (durations and counters ignored) name the state."""
+
+    def __init__(
+        self, every_s: float = REPEAT_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()  # librdkafka may log from its own threads
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        facility, message = (args[0], args[2]) if len(args) == 3 else ("", record.getMessage())
+        state = f"{facility} {_VARYING.sub('#', str(message))}"
+        now = self.clock()
+        with self._lock:
+            said_at, repeats = self._seen.get(state, (None, 0))
+            if said_at is not None and now - said_at < self.every_s:
+                self._seen[state] = (said_at, repeats + 1)
+                self.suppressed += 1
+                return False
+            self._seen[state] = (now, 0)
+            self._seen.move_to_end(state)
+            while len(self._seen) > _REMEMBERED:
+                self._seen.popitem(last=False)
+        if repeats:
+            record.msg = f"{record.getMessage()} (and {repeats} more like it)"
+            record.args = None
+        return True
+
+
+_librdkafka_lock = threading.Lock()
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger to pass as ``logger=`` to every confluent-kafka client: librdkafka's
+    lines then go through our handlers (format, masking) once per state instead of
+    straight to stderr by the dozen."""
+    logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+    with _librdkafka_lock:
+        if not any(isinstance(f, RateLimitLibrdkafka) for f in logger.filters):
+            logger.addFilter(RateLimitLibrdkafka())
+    return logger
+
+
+def ensure_cli_logging() -> None:
+    """For commands that do not call ``configure``: show warnings (librdkafka's included)
+    on stderr as plain lines, masked, if nothing else set up logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = make_handler(LogSettings(format="console", level="WARNING"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)

@@ -32,7 +32,7 @@ from stream.errors import KafkaUnavailable
 from stream.histogram import Histogram
 from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -71,6 +71,15 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "sluicegate_paused_partitions", "Paused partitions", value=sum(x.paused for x in parts)
         )
+        stalled = GaugeMetricFamily(
+            "sluicegate_partition_stalled_seconds",
+            "Seconds without a finished event, per partition with events in flight for "
+            "longer than processing.stall_timeout_s (absent: none is stuck)",
+            labels=["topic", "partition"],
+        )
+        for stall in p.stalls:
+            stalled.add_metric([stall.tp[0], str(stall.tp[1])], stall.seconds)
+        yield stalled
         lag = GaugeMetricFamily(
             "sluicegate_consumer_lag",
             "Messages behind the high watermark not yet finished, per assigned partition",
@@ -236,6 +245,9 @@ def make_app(
     async def readyz(_request: web.Request) -> web.Response:
         if not (processor.assigned.is_set() and processor.partitions):
             return web.Response(status=503, text="no partitions assigned yet\n")
+        if processor.stalls:
+            text = "\n".join(str(stall) for stall in processor.stalls)
+            return web.Response(status=503, text=f"{text}\n")
         problem = await broker.problem()
         if problem is not None:
             return web.Response(status=503, text=f"{problem}\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stream.config import KafkaSettings, load
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
+from stream.logs import librdkafka_logger
 
 
 def add_traffic_commands(sub: Any) -> None:
@@ -35,6 +37,11 @@ def add_traffic_commands(sub: Any) -> None:
     prod.add_argument("--format", choices=["auto", "jsonl", "csv", "lines"], default="auto",
                       help="how to read the file (auto: by extension)")  # fmt: skip
     prod.add_argument("--key-field", default=None, help="JSON field to use as the record key")
+    prod.add_argument(
+        "--bad-lines", choices=list(BAD_LINES), default="refuse",
+        help="JSON lines that are not JSON: refuse (send nothing, name the line), send them "
+        "as they are (to see them dead-lettered), or skip them and count them",
+    )  # fmt: skip
     prod.add_argument("--rate", type=float, default=0.0, help="records per second (0: fast)")
     prod.add_argument("--limit", type=int, default=None, help="send at most N records")
     prod.add_argument("--repeat", type=int, default=1, help="send the file this many times")
@@ -46,7 +53,9 @@ def add_traffic_commands(sub: Any) -> None:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest")
     tail.add_argument("-n", "--limit", type=int, default=None, help="stop after N records")
     tail.add_argument("--follow", action="store_true", help="keep waiting for new records")
-    tail.add_argument("--raw", action="store_true", help="print values as they are")
+    tail.add_argument("--raw", action="store_true",
+                      help="print each value unchanged, one per line, nothing added (pipes "
+                      "into jq)")  # fmt: skip
     _kafka_options(tail)
     tail.set_defaults(handler=_cmd_tail)
 
@@ -66,11 +75,22 @@ def _kafka(args: argparse.Namespace) -> KafkaSettings:
 
 # -- produce ------------------------------------------------------------------------------
 
+BAD_LINES = ("refuse", "send", "skip")
+
+
+class Records(list[tuple[bytes | None, bytes]]):
+    """``(key, value)`` pairs read from a file, and how many bad lines were skipped."""
+
+    skipped: int = 0
+    sent_bad: int = 0
+
 
 def read_records(
-    path: Path, fmt: str = "auto", key_field: str | None = None
-) -> list[tuple[bytes | None, bytes]]:
-    """``(key, value)`` pairs from a file; ``ConfigError`` names the line that is wrong."""
+    path: Path, fmt: str = "auto", key_field: str | None = None, bad_lines: str = "refuse"
+) -> Records:
+    """``(key, value)`` pairs from a file. A JSON line that is not JSON raises a
+    ``ConfigError`` naming it (``refuse``), is kept as it is (``send``) or left out and
+    counted (``skip``)."""
     if not path.is_file():
         raise ConfigError(f"--file: {path} is not a file")
     if fmt == "auto":
@@ -81,13 +101,22 @@ def read_records(
         values = [orjson.dumps(row) for row in reader]
     else:
         values = [line for line in raw.splitlines() if line.strip()]
-    out = []
+    out = Records()
     for number, value in enumerate(values, 1):
         if fmt == "jsonl":
             try:
                 orjson.loads(value)
             except orjson.JSONDecodeError as exc:
-                raise ConfigError(f"--file {path}: line {number} is not JSON: {exc}") from None
+                if bad_lines == "skip":
+                    out.skipped += 1
+                    continue
+                if bad_lines != "send":
+                    raise ConfigError(
+                        f"--file {path}: line {number} is not JSON: {exc}; nothing was sent "
+                        "(--bad-lines send sends such lines as they are, --bad-lines skip "
+                        "leaves them out)"
+                    ) from None
+                out.sent_bad += 1
         out.append((_key(value, key_field), value))
     if not out:
         raise ConfigError(f"--file {path}: no records in it")
@@ -105,7 +134,7 @@ def _key(value: bytes, field: str | None) -> bytes | None:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    records = read_records(args.file, args.format, args.key_field)
+    records = read_records(args.file, args.format, args.key_field, args.bad_lines)
     if args.repeat < 1 or args.rate < 0 or (args.limit is not None and args.limit < 1):
         raise ConfigError("--repeat >= 1, --rate >= 0 and --limit >= 1")
     kafka = _kafka(args)
@@ -118,7 +147,8 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         if err is not None:
             failures.append(str(err))
 
-    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "linger.ms": 5,
+                         "logger": librdkafka_logger()})  # fmt: skip
     console = Console(stderr=True)
     started = time.monotonic()
     columns = (TextColumn(f"producing to {args.topic}"), BarColumn(), MofNCompleteColumn(),
@@ -148,6 +178,11 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     console.print(f"sent {total:,} records to {args.topic} in {elapsed:.1f}s "
                   f"({total / max(elapsed, 1e-9):,.0f}/s), all acknowledged")  # fmt: skip
+    if records.skipped:
+        console.print(f"skipped {records.skipped} line(s) of {args.file} that are not JSON")
+    if records.sent_bad:
+        console.print(f"{records.sent_bad} line(s) of {args.file} that are not JSON were "
+                      "sent as they are")  # fmt: skip
     return 0
 
 
@@ -190,13 +225,15 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     kafka = _kafka(args)
     reset = "earliest" if args.from_beginning else "latest"
     consumer = Consumer({**kafka.client_config(), "group.id": f"sluicegate-tail-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": reset})  # fmt: skip
+                         "enable.auto.commit": False, "auto.offset.reset": reset,
+                         "logger": librdkafka_logger()})  # fmt: skip
     metadata = consumer.list_topics(args.topic, timeout=10).topics.get(args.topic)
     if metadata is None or metadata.error is not None:
         consumer.close()
         raise ConfigError(f"topic {args.topic!r} does not exist on {kafka.bootstrap_servers}")
     consumer.assign([TopicPartition(args.topic, p) for p in metadata.partitions])
     console = Console(highlight=False, soft_wrap=True)  # one record, one line
+    raw_out = sys.stdout.buffer
     shown, idle_since = 0, time.monotonic()
     try:
         while args.limit is None or shown < args.limit:
@@ -209,9 +246,13 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 continue
             idle_since = time.monotonic()
             value = message.value() or b""
-            text = value.decode("utf-8", errors="replace") if args.raw else describe(value)
-            console.print(f"{message.partition()}@{message.offset()} {text}", markup=False)
             shown += 1
+            if args.raw:  # the bytes as they are, one record a line: `| jq` reads it
+                raw_out.write(value + b"\n")
+                raw_out.flush()
+                continue
+            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            console.print(f"{where} {describe(value)}", markup=False)
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from stream.config import KafkaSettings
 from stream.errors import KafkaUnavailable
+from stream.logs import librdkafka_logger
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(dict(kafka.client_config()))
+    # librdkafka's own log through ours, once per state (not ~25 lines a second of
+    # "Connection refused" while the broker is down).
+    conf: dict[str, Any] = {**kafka.client_config(), "logger": librdkafka_logger()}
+    return AdminClient(conf)
 
 
 def check_reachable(kafka: KafkaSettings, timeout: float = 10.0) -> int:
@@ -53,3 +59,73 @@ def ensure_topics(
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise KafkaUnavailable(f"could not create topic {name!r}: {exc.args[0]}") from None
     return created
+
+
+# What a raw dead letter adds to the original record: our headers, with room to spare.
+DEAD_LETTER_HEADROOM_BYTES = 4096
+
+
+def topic_limits(
+    kafka: KafkaSettings, topics: Iterable[str], timeout: float = 10.0
+) -> dict[str, int]:
+    """``max.message.bytes`` of each existing topic (missing ones are left out)."""
+    admin = admin_client(kafka)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in sorted(set(topics) & existing)]
+    if not wanted:
+        return {}
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(wanted, request_timeout=timeout).items():
+        entry = future.result(timeout).get("max.message.bytes")
+        if entry is not None and entry.value is not None:
+            limits[resource.name] = int(entry.value)
+    return limits
+
+
+def record_limit_problems(
+    inputs: Mapping[str, int],
+    outputs: Mapping[str, int],
+    dlq: tuple[str, int | None],
+    producer: int,
+) -> list[str]:
+    """What the topics' and the producer's record limits mean for the largest input:
+    each problem names the setting to change (an empty list: every dead letter fits)."""
+    if not inputs:
+        return []
+    source, largest = max(inputs.items(), key=lambda item: item[1])
+    need = largest + DEAD_LETTER_HEADROOM_BYTES
+    dlq_topic, dlq_limit = dlq
+    short = []
+    if producer < need:
+        short.append(
+            f'the producer sends at most {producer} (set kafka.producer_extra."message.max.bytes" '
+            f"to at least {need})"
+        )
+    if dlq_limit is not None and dlq_limit < need:
+        short.append(
+            f"the DLQ topic {dlq_topic!r} takes at most {dlq_limit} (set its max.message.bytes "
+            f"to at least {need})"
+        )
+    problems = []
+    if short:
+        problems.append(
+            f"input topic {source!r} accepts records up to {largest} bytes, but "
+            + " and ".join(short)
+            + ": until then a larger event reaches the DLQ truncated, its original kept at "
+            "its source offset"
+        )
+    small = sorted(t for t, limit in outputs.items() if limit < largest)
+    if small:
+        problems.append(
+            f"output topic(s) {', '.join(small)} take less than {largest} bytes: an enriched "
+            "event of a large input will be dead-lettered (raise their max.message.bytes)"
+        )
+    return problems
+
+
+def partition_counts(
+    kafka: KafkaSettings, topics: Iterable[str], timeout: float = 10.0
+) -> dict[str, int]:
+    """How many partitions each existing topic has (missing ones are left out)."""
+    listed = admin_client(kafka).list_topics(timeout=timeout).topics
+    return {t: len(listed[t].partitions) for t in topics if t in listed}

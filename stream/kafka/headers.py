@@ -10,9 +10,11 @@ if TYPE_CHECKING:  # the CLI imports this module; keep confluent_kafka out of `-
     from confluent_kafka import Message
 
 
-def _as_bytes(value: str | bytes | None) -> bytes:
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    # A NULL header value stays None: it differs from an empty one, and a replay from
+    # the DLQ must send back what arrived.
     if value is None:
-        return b""
+        return None
     return value.encode() if isinstance(value, str) else value
 
 
@@ -25,7 +27,7 @@ def message_headers(msg: Message) -> Headers:
 def header_tuples(
     raw: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None],
 ) -> Headers:
-    """Headers as confluent-kafka hands them over (a None value for an empty one)."""
+    """Headers as confluent-kafka hands them over (None for a NULL value, kept)."""
     items = raw.items() if isinstance(raw, dict) else raw
     return tuple((name, _as_bytes(value)) for name, value in items)
 
@@ -48,6 +50,7 @@ DLQ_SOURCE_TIMESTAMP = "sluicegate.dlq.source.timestamp"
 DLQ_FORMAT = "sluicegate.dlq.format"
 DLQ_HANDLER = "sluicegate.dlq.handler"
 DLQ_ORIGINAL_HEADERS = "sluicegate.dlq.original_headers"  # how many come first (raw only)
+DLQ_VALUE_BYTES = "sluicegate.dlq.value_bytes"  # the original value's length (truncated only)
 OURS_PREFIX = "sluicegate."
 
 

@@ -1,7 +1,7 @@
 """The producer side: idempotent, or transactional for exactly-once.
 
 librdkafka calls delivery callbacks from whichever thread polls the producer; they only
-count reports into ``Delivery`` objects (stream/delivery.py), and a complete delivery
+count reports into ``Delivery`` objects (stream/runtime/delivery.py), and a complete delivery
 waits in ``ready`` until the event loop runs it, so offsets are only ever touched on the
 loop. While the loop queues a burst of outputs (``hold`` .. ``serve``) it serves the
 reports itself, right after the burst; otherwise a thread of ours polls and wakes the loop
@@ -22,10 +22,10 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from stream.config import KafkaSettings, LibrdkafkaValue
-from stream.delivery import Delivery
 from stream.errors import KafkaError, ProducerFenced, TransactionAborted
 from stream.kafka.errors import map_kafka_error
 from stream.records import OutRecord
+from stream.runtime.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Sink:
         topic: str,
         value: bytes,
         key: bytes | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, bytes | None]],
         on_delivery: OnDelivery | None = None,
     ) -> None:
         """Queue one record; ``on_delivery`` is librdkafka's callback (see ``Delivery``).

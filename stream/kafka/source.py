@@ -26,6 +26,8 @@ TP = tuple[str, int]
 # Called on the loop when partitions are revoked; returns offsets to commit for them.
 RevokeHook = Callable[[list[TP]], Coroutine[Any, Any, Mapping[TP, int]]]
 AssignHook = Callable[[list[TP]], Coroutine[Any, Any, None]]
+# Called on the loop when the broker answered an offset commit: (partition, offset, error).
+CommitHook = Callable[[list[tuple[TP, int, str | None]]], None]
 T = TypeVar("T")
 
 
@@ -43,6 +45,12 @@ def consumer_config(
         # With the prefetch queue full librdkafka waits this long before fetching again
         # (default 1 s): far longer than the runtime takes to drain the queue.
         "fetch.queue.backoff.ms": 20,
+        # A member that died (kill -9, a lost node) holds its partitions until its session
+        # times out: 45 s by default. 10 s lets a replacement take over within seconds
+        # while riding out a few missed heartbeats (they come from librdkafka's own
+        # thread, not the Python loop, so a busy loop does not miss them).
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 2000,
         **kafka.consumer_extra,
         # Not overridable: offsets are committed by the runtime, after delivery only.
         "enable.auto.commit": False,
@@ -64,10 +72,12 @@ class Source:
         on_assign: AssignHook,
         on_revoke: RevokeHook,
         on_lost: AssignHook,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self._conf = consumer_config(kafka)
         self._topics = list(topics)
         self._hooks = (on_assign, on_revoke, on_lost)
+        self._on_commit = on_commit
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sluicegate-consumer")
         self._consumer: Consumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +91,10 @@ class Source:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._consumer = Consumer(dict(self._conf), logger=log)
+        conf: dict[str, Any] = dict(self._conf)
+        if self._on_commit is not None:
+            conf["on_commit"] = self._committed
+        self._consumer = Consumer(conf, logger=log)
         self._consumer.subscribe(
             self._topics,
             on_assign=self._assigned,
@@ -171,6 +184,17 @@ class Source:
         if offsets:
             # Commit on this thread, before the partitions are given up.
             self.commit(offsets, asynchronous=False)
+
+    def _committed(self, error: object, parts: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (consumer thread, inside consume()): to the loop."""
+        if self._loop is None or self._on_commit is None or self._loop.is_closed():
+            return
+        results = [
+            ((tp.topic, tp.partition), tp.offset,
+             None if error is None and tp.error is None else str(tp.error or error))
+            for tp in parts
+        ]  # fmt: skip
+        self._loop.call_soon_threadsafe(self._on_commit, results)
 
     def _lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._call_on_loop(self._hooks[2]([(tp.topic, tp.partition) for tp in parts]))

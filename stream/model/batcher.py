@@ -1,8 +1,11 @@
 """Micro-batching: concurrent asks of one task share a request.
 
-Handlers ask for one event at a time; the batcher holds each ask for ``max_wait_s`` so
-that up to ``max_events`` events (and ``max_tokens`` of their text) of the same task go
-out in one request, and longer while the rate budget would hold the request back anyway.
+Handlers ask for one event at a time; the batcher holds each ask for at most
+``max_wait_s`` so that up to ``max_events`` events (and ``max_tokens`` of their text) of
+the same task go out in one request, and longer while the rate budget would hold the
+request back anyway. The window closes early once waiting no longer adds events: no new
+ask came for ``idle_s`` (the events of one consumer poll arrive together), and the budget
+would let the request go now.
 The static prompt is paid once per batch instead of once per event. Identical content
 is answered from the cache, or shares the request already in flight for it. The usage
 of a batch is shared out evenly, so every event carries its part of the tokens.
@@ -13,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,24 +27,66 @@ from pydantic import BaseModel
 from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
 from stream.model.client import ModelClient, strict_schema
+from stream.model.errors import ModelOutputInvalid
 from stream.model.tokens import estimate_tokens
 
 # While the rate budget holds requests back, a waiting batch looks again this often.
 MAX_HOLD_S = 0.25
 
 
+@dataclass(frozen=True)
+class Spent:
+    """One event's share of what its request(s) cost, answered or not."""
+
+    model: str
+    prompt: float
+    cached: float
+    completion: float
+    calls: float
+    tier: str
+
+
+# Meters an event's share and says what it cost in dollars: called once per event of
+# every request that reported usage, whether the event was answered or not.
+Charge = Callable[[Spent], float]
+
+
+@dataclass(eq=False)
+class _Ask:
+    key: str
+    text: str
+    future: asyncio.Future[Reply]
+    charge: Charge | None
+    tid: str
+    # The askers' tasks awaiting this answer (the first and those sharing it).
+    waiting: set[asyncio.Task[Any]] = field(default_factory=set)
+    sent: bool = False  # the rate budget admitted its request: it is on its way
+
+
 @dataclass
 class _Pending:
     task: Task
-    events: list[tuple[str, str, asyncio.Future[Reply]]] = field(default_factory=list)
+    events: list[_Ask] = field(default_factory=list)
     tokens: int = 0
     timer: asyncio.TimerHandle | None = None
+    opened: float = 0.0  # loop time of its first ask
+    arrived: int = 0  # asks added so far
+    seen: int = 0  # asks added when the timer last looked
+
+
+@cache
+def _schema_digest(output: type[BaseModel]) -> str:
+    schema = json.dumps(strict_schema(output), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
 
 
 def task_id(task: Task) -> str:
-    """Asks with the same id may share a request and a cache entry."""
+    """Asks with the same id may share a request and a cache entry: the same name,
+    model, instructions and output schema (two routes may declare outputs of the same
+    class name with different fields, so the class name alone is not enough)."""
     digest = hashlib.blake2b(task.instructions.encode(), digest_size=8).hexdigest()
-    return f"{task.name}/{task.model or ''}/{task.output.__qualname__}/{digest}"
+    schema = _schema_digest(task.output)
+    return f"{task.name}/{task.model or ''}/{task.output.__qualname__}/{digest}/{schema}"
 
 
 def _leaves(schema: dict[str, Any], root: dict[str, Any]) -> int:
@@ -85,15 +133,17 @@ class Batcher:
         max_events: int = 16,
         max_tokens: int = 6000,
         max_wait_s: float = 0.005,
+        idle_s: float = 0.001,
         cache: TtlLru[BaseModel] | None = None,
     ) -> None:
         self.client = client
         self.max_events = max_events
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_s
+        self.idle_s = idle_s
         self.cache = cache
         self._pending: dict[str, _Pending] = {}
-        self._inflight: dict[str, asyncio.Future[Reply]] = {}
+        self._inflight: dict[str, _Ask] = {}
         self._requests: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.batched_events = 0
@@ -101,8 +151,12 @@ class Batcher:
         # so a batch never asks for more output than one request may return.
         self._per_item: dict[str, float] = {}
 
-    async def ask(self, task: Task, text: str, *, batch: bool = True) -> Reply:
-        """The answer for one event; per-event faults and outages are raised."""
+    async def ask(
+        self, task: Task, text: str, *, batch: bool = True, charge: Charge | None = None
+    ) -> Reply:
+        """The answer for one event; per-event faults and outages are raised. ``charge``
+        meters this event's share of its request, also when the answer fails; a reply
+        from the cache or from a request already in flight costs nothing."""
         tid = task_id(task)
         key = cache_key(tid, text)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
@@ -110,52 +164,101 @@ class Batcher:
         shared = self._inflight.get(key)
         if shared is not None:
             # The request is billed to the ask that made it: this one costs nothing.
-            reply = await asyncio.shield(shared)
+            reply = await self._wait(shared)
             return replace(reply, source="cache", prompt_tokens=0.0, cached_tokens=0.0,
-                           completion_tokens=0.0, calls=0.0)  # fmt: skip
+                           completion_tokens=0.0, calls=0.0, usd=0.0)  # fmt: skip
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        self._inflight[key] = future
-        future.add_done_callback(lambda _f: self._inflight.pop(key, None))
-        self._enqueue(tid, task, key, text, future, flush_now=not batch)
-        return await asyncio.shield(future)
+        ask = _Ask(key, text, future, charge, tid)
+        self._inflight[key] = ask
+        future.add_done_callback(lambda _f: self._forget(ask))
+        self._enqueue(tid, task, ask, flush_now=not batch)
+        return await self._wait(ask)
 
-    def _enqueue(
-        self,
-        tid: str,
-        task: Task,
-        key: str,
-        text: str,
-        future: asyncio.Future[Reply],
-        *,
-        flush_now: bool,
-    ) -> None:
-        tokens = estimate_tokens(text)
+    async def _wait(self, ask: _Ask) -> Reply:
+        """Await the answer as one of its askers. The last asker to be cancelled before
+        the request is sent takes the event out of its batch (the others stay)."""
+        me = asyncio.current_task()
+        if me is not None:
+            ask.waiting.add(me)
+        try:
+            return await asyncio.shield(ask.future)
+        except asyncio.CancelledError:
+            if me is not None:
+                ask.waiting.discard(me)
+            if not ask.waiting and not ask.sent:
+                self._give_up(ask)
+            raise
+        finally:
+            if me is not None:
+                ask.waiting.discard(me)
+
+    def _forget(self, ask: _Ask) -> None:
+        if self._inflight.get(ask.key) is ask:
+            del self._inflight[ask.key]
+
+    def _give_up(self, ask: _Ask) -> None:
+        """Nobody waits for this unsent event any more: out of its batch, at no cost."""
+        self._forget(ask)  # now, not at the done callback: a new ask must not share it
+        pending = self._pending.get(ask.tid)
+        if pending is not None and ask in pending.events:
+            pending.events.remove(ask)
+            pending.tokens -= estimate_tokens(ask.text)
+            if not pending.events:
+                if pending.timer is not None:
+                    pending.timer.cancel()
+                del self._pending[ask.tid]
+        # In a request waiting for budget, its admit callback now leaves it out.
+        ask.future.cancel()
+
+    def unsent_tasks(self) -> set[asyncio.Task[Any]]:
+        """The askers whose events wait for the batch window or the rate budget and are
+        not in a sent request. Cancelling one (e.g. at a revoke of its partition) takes
+        its event out of its batch cleanly: nothing is sent or billed for it, and the
+        rest of the batch goes on unharmed. Events already sent are not listed."""
+        tasks: set[asyncio.Task[Any]] = set()
+        for ask in self._inflight.values():
+            if not ask.sent and not ask.future.done():
+                tasks |= ask.waiting
+        return tasks
+
+    def _enqueue(self, tid: str, task: Task, ask: _Ask, *, flush_now: bool) -> None:
+        tokens = estimate_tokens(ask.text)
         pending = self._pending.get(tid)
         if pending is not None and pending.tokens + tokens > self.max_tokens:
             self._flush(tid)
             pending = None
+        loop = asyncio.get_running_loop()
         if pending is None:
-            pending = self._pending[tid] = _Pending(task)
-        pending.events.append((key, text, future))
+            pending = self._pending[tid] = _Pending(task, opened=loop.time(), seen=1)
+        pending.events.append(ask)
         pending.tokens += tokens
+        pending.arrived += 1
         if flush_now or len(pending.events) >= self._batch_limit(tid, task):
             self._flush(tid)
         elif pending.timer is None:
-            loop = asyncio.get_running_loop()
-            pending.timer = loop.call_later(self.max_wait_s, self._due, tid)
+            first = self.idle_s if 0 < self.idle_s < self.max_wait_s else self.max_wait_s
+            pending.timer = loop.call_later(first, self._due, tid)
 
     def _due(self, tid: str) -> None:
-        """The batch's wait is over. If the rate budget would hold its request back
-        anyway, let the batch keep growing until the budget allows a request (or the
-        batch is full): a steady stream under a low request limit then sends full
+        """The batch's wait may be over. While asks keep arriving (one in the last
+        ``idle_s``), it waits on, up to ``max_wait_s``. If the rate budget would hold its
+        request back anyway, let the batch keep growing until the budget allows a request
+        (or the batch is full): a steady stream under a low request limit then sends full
         batches instead of queueing part-empty ones behind the budget."""
         pending = self._pending.get(tid)
         if pending is None:
             return
-        wait = self.client.budget.wait_for(0)
+        loop = asyncio.get_running_loop()
+        grew, pending.seen = pending.arrived > pending.seen, pending.arrived
+        left = pending.opened + self.max_wait_s - loop.time()
+        if grew and left > 0 and self.idle_s > 0:
+            pending.timer = loop.call_later(min(self.idle_s, left), self._due, tid)
+            return
+        budget = self.client.budget
+        # Requests already queued for the budget go first: this one would wait too.
+        wait = budget.wait_for(0) or (MAX_HOLD_S if budget.queued else 0.0)
         if wait > 0:
-            loop = asyncio.get_running_loop()
             pending.timer = loop.call_later(min(wait, MAX_HOLD_S), self._due, tid)
             return
         self._flush(tid)
@@ -182,26 +285,35 @@ class Batcher:
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
 
-    async def _request(
-        self, task: Task, events: list[tuple[str, str, asyncio.Future[Reply]]]
-    ) -> None:
+    async def _request(self, task: Task, events: list[_Ask]) -> None:
         self.batches += 1
         self.batched_events += len(events)
-        by_id = {str(i): (key, future) for i, (key, _, future) in enumerate(events)}
+        by_id = {str(i): ask for i, ask in enumerate(events)}
+
+        def admit(ids: list[str]) -> list[str]:
+            # The budget admitted the request: the events still wanted are sent now.
+            kept = [eid for eid in ids if not by_id[eid].future.done()]
+            for eid in kept:
+                by_id[eid].sent = True
+            return kept
+
         try:
             answers = await self.client.ask(
-                task, [(str(i), t) for i, (_, t, _) in enumerate(events)]
+                task, [(eid, a.text) for eid, a in by_id.items()], admit=admit
             )
         except asyncio.CancelledError:
-            for _, future in by_id.values():
-                future.cancel()
+            for ask in events:
+                ask.future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - not swallowed: every asker receives it
-            for _, future in by_id.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for ask in events:
+                if not ask.future.done():
+                    ask.future.set_exception(exc)
             return
-        share = 1 / len(events)
+        sent = {eid: ask for eid, ask in by_id.items() if ask.sent}
+        if not sent:
+            return  # every asker gave up before the request was sent
+        share = 1 / len(sent)
         usage = answers.usage
         answered = len(answers.outputs)
         if answered and usage.calls == 1:  # a clean batch: learn its answers' size
@@ -209,18 +321,27 @@ class Batcher:
             seen = usage.completion / answered
             self._per_item[tid] = 0.5 * self._per_item.get(tid, seen) + 0.5 * seen
         model = task.model or self.client.settings.model
-        for eid, (key, future) in by_id.items():
+        # Every event sent carries an even share of every request made for the batch,
+        # its lone retries included: the answered ones, the failed ones, and those whose
+        # asker has gone meanwhile, so the meter sees all the tokens the provider billed.
+        spent = Spent(model, usage.prompt * share, usage.cached * share,
+                      usage.completion * share, usage.calls * share, usage.tier)  # fmt: skip
+        for eid, ask in sent.items():
+            usd = ask.charge(spent) if ask.charge is not None and usage.calls else 0.0
+            future = ask.future
             if future.done():
                 continue
             output = answers.outputs.get(eid)
             if output is None:
-                future.set_exception(answers.errors[eid])
+                future.set_exception(
+                    answers.errors.get(eid) or ModelOutputInvalid("the model gave no answer")
+                )
                 continue
             if self.cache is not None:
-                self.cache.put(key, output)
+                self.cache.put(ask.key, output)
             future.set_result(
-                Reply(output, "model", model, usage.prompt * share, usage.cached * share,
-                      usage.completion * share, tier=usage.tier, calls=usage.calls * share)
+                Reply(output, "model", model, spent.prompt, spent.cached, spent.completion,
+                      usd=usd, tier=spent.tier, calls=spent.calls)
             )  # fmt: skip
 
     async def aclose(self) -> None:

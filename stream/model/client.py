@@ -25,10 +25,10 @@ from typing import Any, TypeVar, cast
 import httpx2
 import openai
 from openai.lib._pydantic import to_strict_json_schema
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, create_model
 
 from handlers.model import Task
-from schemas.errors import EventError, SluicegateError
+from schemas.errors import SluicegateError
 from stream.config import ModelSettings
 from stream.histogram import Histogram
 from stream.model.breaker import CircuitBreaker
@@ -42,13 +42,18 @@ from stream.model.errors import (
     ModelTimeout,
     map_openai_error,
 )
+from stream.model.probe import probe
 from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
+from stream.model.reserve import CompletionReserve
 from stream.model.tokens import estimate_messages, estimate_tokens
+from stream.model.validate import collect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Messages = list[dict[str, str]]
+# Given the ids of a request's events when the budget admits it, the ids still wanted.
+Admit = Callable[[list[str]], Sequence[str]]
 FLEX_RETRY_S = 60
 # While the breaker's probe is out, how long a refused call waits before asking again.
 PROBE_WAIT_S = 0.5
@@ -72,7 +77,8 @@ class Answers:
     """Per event id: the validated output or the per-event error; and what it cost."""
 
     outputs: dict[str, BaseModel] = field(default_factory=dict)
-    errors: dict[str, EventError] = field(default_factory=dict)
+    # Per-event faults (EventError) or, for a lone retry that failed, the call's error.
+    errors: dict[str, SluicegateError] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
 
 
@@ -141,6 +147,8 @@ class ModelClient:
             cooldown_s=settings.breaker_cooldown_s,
             max_cooldown_s=max(settings.breaker_max_cooldown_s, settings.breaker_cooldown_s),
         )
+        # max_completion_tokens per request, sized from the answers seen.
+        self.reserve = CompletionReserve(settings.max_completion_tokens)
         self.rate_limited = 0  # 429 answers seen (a metric)
         # Metrics: chat requests by outcome, and how long the successful ones took.
         self.requests: Counter[str] = Counter()
@@ -150,21 +158,48 @@ class ModelClient:
     async def aclose(self) -> None:
         await self._sdk.close()
 
-    async def ask(self, task: Task, events: Sequence[tuple[str, str]]) -> Answers:
+    def set_share(self, fraction: float) -> None:
+        """Take ``fraction`` (0..1) of the account's ``rpm``/``tpm``: this replica's part of
+        the consumer group's partitions. The provider's ``x-ratelimit-*`` headers keep
+        correcting the buckets, so replicas converge on the account's limit together."""
+        self.budget.set_share(fraction)
+
+    async def probe(self) -> None:
+        """Check at start-up that the endpoint answers and takes the key; raises
+        ``ModelUnreachable`` (exit 3) naming the address otherwise."""
+        await probe(self._sdk, self.settings)
+
+    async def ask(
+        self, task: Task, events: Sequence[tuple[str, str]], *, admit: Admit | None = None
+    ) -> Answers:
         """Answer every ``(id, text)`` event: a batch call, then lone retries for items
-        that came back missing or invalid."""
+        that came back missing or invalid.
+
+        ``admit`` is called once, when the rate budget admits the first request and
+        before it is sent, with the events' ids; it returns those still wanted (the
+        others' askers are gone: they are left out, nothing is sent for them). Until
+        then the events only wait for budget and may be given up at no cost."""
         answers = Answers()
         pending = list(events)
-        if len(pending) > 1:
-            await self._attempt(task, pending, answers, repair_of=None)
-            pending = [e for e in pending if e[0] not in answers.outputs]
-            answers.errors.clear()
+        if len(pending) == 1:
+            await self._ask_alone(task, pending[0], answers, admit)
+            return answers
+        await self._attempt(task, pending, answers, repair_of=None, admit=admit)
+        pending = [e for e in pending if e[0] not in answers.outputs]
+        answers.errors.clear()
         for event in pending:
-            await self._ask_alone(task, event, answers)
+            try:
+                await self._ask_alone(task, event, answers)
+            except SluicegateError as exc:
+                # Only this event is unanswered: the batch's valid items stay answered
+                # (and get cached), the others' retries go on.
+                answers.errors[event[0]] = exc
         return answers
 
-    async def _ask_alone(self, task: Task, event: tuple[str, str], answers: Answers) -> None:
-        failure = await self._attempt(task, [event], answers, repair_of=None)
+    async def _ask_alone(
+        self, task: Task, event: tuple[str, str], answers: Answers, admit: Admit | None = None
+    ) -> None:
+        failure = await self._attempt(task, [event], answers, repair_of=None, admit=admit)
         if failure is not None:
             await self._attempt(task, [event], answers, repair_of=failure)
 
@@ -174,14 +209,26 @@ class ModelClient:
         events: list[tuple[str, str]],
         answers: Answers,
         repair_of: tuple[str, str] | None,
+        admit: Admit | None = None,
     ) -> tuple[str, str] | None:
         """One request; records outputs and per-event errors in ``answers``. Returns
-        (bad content, reason) when a lone event's answer was invalid, for the repair."""
+        (bad content, reason) when a lone event's answer was invalid, for the repair.
+        Events that ``admit`` leaves out are removed from ``events`` (in place)."""
         mode = self.settings.output_mode
         messages: Messages = [
             {"role": "system", "content": system_prompt(task, mode)},
             {"role": "user", "content": format_events(events)},
         ]
+        admitted: Callable[[], Messages | None] | None = None
+        if admit is not None:
+
+            def admitted() -> Messages | None:
+                wanted = set(admit([eid for eid, _ in events]))
+                if len(wanted) < len(events):
+                    events[:] = [e for e in events if e[0] in wanted]
+                    messages[1] = {"role": "user", "content": format_events(events)}
+                return messages if events else None
+
         if repair_of is not None:
             bad, why = repair_of
             messages += [
@@ -189,8 +236,14 @@ class ModelClient:
                 {"role": "user", "content": f"That answer was invalid: {why}. Answer "
                  "again with only JSON that follows the schema."},
             ]  # fmt: skip
-        completion = await self._call(task, messages, answers.usage)
+        completion = await self._call(task, messages, answers.usage, len(events), admitted)
+        if completion is None:
+            return None  # every asker gave up before the request was sent
         choice = completion.choices[0]
+        if choice.finish_reason == "length":
+            self.reserve.cut_off(task)
+        elif completion.usage is not None:
+            self.reserve.observe(task, len(events), completion.usage.completion_tokens)
         content = choice.message.content or ""
         reason: str | None = None
         if choice.message.refusal:
@@ -198,7 +251,8 @@ class ModelClient:
         elif choice.finish_reason == "length":
             reason = "the answer was cut off (finish_reason=length); answer more briefly"
         else:
-            reason = self._collect(task, events, content, answers)
+            item_model = batch_model(task.output)[0]
+            reason = collect(task, item_model, events, content, answers.outputs)
         if reason is None:
             return None
         if len(events) == 1 and repair_of is None:
@@ -209,38 +263,20 @@ class ModelClient:
                 answers.errors[eid] = error_cls(f"model answer invalid after repair: {reason}")
         return None
 
-    def _collect(
-        self, task: Task, events: list[tuple[str, str]], content: str, answers: Answers
-    ) -> str | None:
-        """Validate each item on its own; return why the answer is unusable, if it is."""
-        item_model, _ = batch_model(task.output)
-        try:
-            parsed = json.loads(content)
-        except json.JSONDecodeError as exc:
-            return f"not valid JSON ({exc})"
-        items = parsed.get(BATCH_KEY) if isinstance(parsed, dict) else None
-        if not isinstance(items, list):
-            return f'no "{BATCH_KEY}" list in the answer'
-        wanted = {eid for eid, _ in events}
-        problems = []
-        for raw in items:
-            try:
-                item = item_model.model_validate(raw)
-            except ValidationError as exc:
-                problems.append(_brief(exc))
-                continue
-            eid = getattr(item, ID_KEY)
-            if eid in wanted and eid not in answers.outputs:
-                answers.outputs[eid] = task.output.model_validate(item.model_dump(exclude={ID_KEY}))
-        missing = [eid for eid in wanted if eid not in answers.outputs]
-        if not missing:
-            return None
-        return "; ".join(problems) or f"no item for event ids {', '.join(sorted(missing))}"
-
-    async def _call(self, task: Task, messages: Messages, usage: Usage) -> Any:
-        """One chat completion within the limits, retrying transient failures."""
+    async def _call(
+        self,
+        task: Task,
+        messages: Messages,
+        usage: Usage,
+        events: int,
+        admitted: Callable[[], Messages | None] | None = None,
+    ) -> Any:
+        """One chat completion within the limits, retrying transient failures; None if
+        ``admitted`` (asked once, when the budget admits the first attempt) left nothing
+        to send."""
         settings = self.settings
-        estimate = estimate_messages(messages) + settings.max_completion_tokens
+        reserved = self.reserve.limit(task, events)
+        estimate = estimate_messages(messages) + reserved
         response_format: dict[str, Any]
         if settings.output_mode == "json_schema":
             response_format = {
@@ -250,9 +286,14 @@ class ModelClient:
             }  # fmt: skip
         else:
             response_format = {"type": "json_object"}
-        return await self._retrying(
-            lambda: self._limited_call(task, messages, response_format, estimate, usage)
-        )
+        first = [admitted]
+
+        def attempt() -> Awaitable[Any]:
+            admit, first[0] = first[0], None  # a retry is not admitted again: it was sent
+            return self._limited_call(task, messages, response_format, estimate,
+                                      reserved=reserved, usage=usage, admitted=admit)  # fmt: skip
+
+        return await self._retrying(attempt)
 
     async def moderate(self, text: str) -> tuple[dict[str, float], str]:
         """Category scores of the free moderation endpoint, and the model that gave them.
@@ -339,12 +380,23 @@ class ModelClient:
         messages: Messages,
         response_format: Mapping[str, Any],
         estimate: int,
+        *,
+        reserved: int,
         usage: Usage,
+        admitted: Callable[[], Messages | None] | None = None,
     ) -> Any:
-        while (wait := self.budget.wait_for(estimate)) > 0:  # noqa: ASYNC110 - time-based refill
-            await asyncio.sleep(wait)
-        self.budget.take(estimate)
-        await self.concurrency.acquire()
+        await self.budget.acquire(estimate)
+        if admitted is not None:
+            chosen = admitted()
+            if chosen is None:
+                self.budget.refund(estimate)  # nothing left to send: nothing spent
+                return None
+            messages = chosen
+        try:
+            await self.concurrency.acquire()
+        except BaseException:
+            self.budget.refund(estimate)
+            raise
         started = time.monotonic()
         tier = task.service_tier if started >= self._flex_back_at else None
         extra: dict[str, Any] = {"service_tier": tier} if tier else {}
@@ -353,7 +405,7 @@ class ModelClient:
                 model=task.model or self.settings.model,
                 messages=cast("Any", messages),  # plain dicts of the documented shape
                 response_format=cast("Any", response_format),
-                max_completion_tokens=self.settings.max_completion_tokens,
+                max_completion_tokens=reserved,
                 **extra,
             )
         except openai.OpenAIError as exc:
@@ -363,7 +415,9 @@ class ModelClient:
                 # No flex capacity is not an overload: use the default tier for a while.
                 self._flex_back_at = time.monotonic() + FLEX_RETRY_S
                 log.info("service tier %s unavailable; default tier for %ds", tier, FLEX_RETRY_S)
-                return await self._limited_call(task, messages, response_format, estimate, usage)
+                return await self._limited_call(
+                    task, messages, response_format, estimate, reserved=reserved, usage=usage
+                )
             raise mapped from None
         except BaseException:
             self.concurrency.release()
@@ -380,7 +434,7 @@ class ModelClient:
         if used is not None:
             # The limit counts the prompt and the whole max_completion_tokens reserved,
             # used or not: give back only a prompt over-estimate.
-            self.budget.settle(estimate, used.prompt_tokens + self.settings.max_completion_tokens)
+            self.budget.settle(estimate, used.prompt_tokens + reserved)
             usage.prompt += used.prompt_tokens
             usage.completion += used.completion_tokens
             details = used.prompt_tokens_details
@@ -403,9 +457,3 @@ def _status(error: SluicegateError) -> str:
 
 def _backoff(attempt: int) -> float:
     return random.uniform(0, min(10.0, 0.25 * 2**attempt))
-
-
-def _brief(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "item"
-    return f"{where}: {first['msg']} (got {str(first.get('input'))[:60]!r})"

@@ -7,6 +7,7 @@
     │   ├── ModelUnavailable      retriable: 5xx, connection trouble, 409
     │   ├── ModelCircuitOpen      retriable: the breaker is open; consumption pauses
     │   ├── ModelRequestRejected  fatal: bad key, unknown model, bad schema, no quota
+    │   ├── ModelUnreachable      fatal at start-up: no answer, or the key refused (exit 3)
     │   ├── BudgetExhausted       fatal under the "stop" policy
     │   └── BudgetPaused          retriable: "pause" / "local-only" until the next day
     └── EventError (per event: the event goes to the DLQ)
@@ -58,6 +59,13 @@ class ModelCircuitOpen(ModelError):
 
 
 class ModelRequestRejected(ModelError):
+    fatal = True
+
+
+class ModelUnreachable(ModelError):
+    """The start-up probe found no endpoint at the address, or the key was refused; the
+    message names the address (never the key)."""
+
     fatal = True
 
 

@@ -7,8 +7,9 @@ route, cache hits included at no cost.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx2
 from pydantic import BaseModel
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from handlers.model import Moderation, Reply, Task
 from schemas.enriched import Alert
 from stream.config import Settings
-from stream.model.batcher import Batcher
+from stream.model.batcher import Batcher, Spent
 from stream.model.cache import TtlLru
 from stream.model.client import ModelClient
 from stream.model.cost import CostMeter
@@ -35,6 +36,7 @@ class ModelService:
             max_events=model.batch_max_events,
             max_tokens=model.batch_max_tokens,
             max_wait_s=model.batch_wait_ms / 1000,
+            idle_s=model.batch_idle_ms / 1000,
             cache=self.cache,
         )
         self.meter = CostMeter(settings.budget)
@@ -44,20 +46,23 @@ class ModelService:
 
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
         self._check_budget()
-        reply = await self.batcher.ask(task, text, batch=batch)
-        usd = self.meter.record(
-            handler=task.name,
-            route=route,
-            model=reply.model,
-            prompt=reply.prompt_tokens,
-            cached=reply.cached_tokens,
-            completion=reply.completion_tokens,
-            calls=reply.calls,
-            tier=reply.tier,
-        )
-        if usd:
-            self._announce_budget(route)
-        return replace(reply, usd=usd)
+
+        def charge(spent: Spent) -> float:
+            # Called for each request's share of this event, answered or failed.
+            usd = self.meter.record(
+                handler=task.name, route=route, model=spent.model, prompt=spent.prompt,
+                cached=spent.cached, completion=spent.completion, calls=spent.calls,
+                tier=spent.tier,
+            )  # fmt: skip
+            if usd:
+                self._announce_budget(route)
+            return usd
+
+        reply = await self.batcher.ask(task, text, batch=batch, charge=charge)
+        if reply.source == "cache":  # counted as an event of the route, at no cost
+            self.meter.record(handler=task.name, route=route, model=reply.model,
+                              prompt=0, cached=0, completion=0, calls=0)  # fmt: skip
+        return reply
 
     def _announce_budget(self, route: str) -> None:
         meter = self.meter
@@ -96,6 +101,18 @@ class ModelService:
             retry_after=min(60.0, meter.seconds_to_next_day()),
             local_only=meter.budget.policy == "local-only",
         )
+
+    def set_share(self, fraction: float) -> None:
+        """This replica's share of the account's ``model.rpm``/``model.tpm``: the runtime
+        calls it on every rebalance with (partitions assigned to this replica) / (all
+        partitions of its routes' input topics)."""
+        self.client.set_share(fraction)
+
+    def unsent_tasks(self) -> set[asyncio.Task[Any]]:
+        """Tasks whose model ask only waits (batch window, rate budget) and was not sent:
+        at a revoke the runtime may cancel them and leave their offsets uncommitted; the
+        other events of their batches are not affected (see ``Batcher.unsent_tasks``)."""
+        return self.batcher.unsent_tasks()
 
     def should_pause(self) -> bool:
         """For the processor's ``pause_while``: the breaker is open, or the budget is

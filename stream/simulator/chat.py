@@ -127,6 +127,7 @@ async def handle(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise bad_request(str(exc), faults.FAULT_HEADER) from None
     chat = parse_chat(await read_json(request))
+    oracle.LOG_TEACHER.set(state.log_teacher)  # this request's task only
     prompt_tokens = estimate_messages([{"content": text} for _, text in chat.contents])
     _admit(state, chat, prompt_tokens, forced)
     fault = forced or faults.draw(state.settings, state.rng)

@@ -14,13 +14,15 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
 
 from handlers import local
+from handlers.logs.templates import slot_names
 from schemas.outputs import MODERATION_CATEGORIES
+from stream.simulator.log_teacher import LogTeacher
 
 T = TypeVar("T")
 
@@ -266,8 +268,25 @@ def norm_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "value"
 
 
-@lru_cache(maxsize=_SEEN_MAX)
+# The log teacher of the request being answered (``--log-teacher``), if any.
+LOG_TEACHER: ContextVar[LogTeacher | None] = ContextVar("simulator_log_teacher", default=None)
+
+
 def log_line(text: str) -> LogLine:
+    """The line's template: the teacher's true one when a teacher knows the message,
+    else the heuristic one (``heuristic_log_line``)."""
+    guess = heuristic_log_line(text)
+    teacher = LOG_TEACHER.get()
+    taught = None if teacher is None else teacher.teach(text) or teacher.teach(guess.content)
+    if taught is None:
+        return guess
+    names = slot_names(taught.template)
+    params = tuple(zip(names, taught.values, strict=False))
+    return replace(guess, template=taught.template, parameters=params)
+
+
+@lru_cache(maxsize=_SEEN_MAX)
+def heuristic_log_line(text: str) -> LogLine:
     """The template of a log line (variables written ``<*>``, as log parsers do) with the
     values it replaced, and the header's timestamp and component when there is a header."""
     content, stamp, component = _log_header(text)

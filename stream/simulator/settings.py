@@ -20,7 +20,9 @@ FAULT_RATES = (
     "refusal",
 )
 # Settings fixed at start-up: a running server cannot move or reseed itself.
-STARTUP_ONLY = frozenset({"host", "port", "seed", "cache_blocks", "teacher", "teacher_noise"})
+STARTUP_ONLY = frozenset(
+    {"host", "port", "seed", "cache_blocks", "teacher", "teacher_noise", "log_teacher"}
+)
 
 
 class SimulatorSettings(BaseModel):
@@ -63,6 +65,11 @@ class SimulatorSettings(BaseModel):
     )
     teacher_noise: float = Field(
         0.1, ge=0, le=1, description="share of the teacher's texts whose label is flipped"
+    )
+    log_teacher: str | None = Field(
+        None,
+        description="Loghub structured CSV (or a folder of them): log templates are "
+        "answered from its EventTemplate column (stream/simulator/log_teacher.py)",
     )
 
     @model_validator(mode="after")

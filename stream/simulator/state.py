@@ -12,8 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from stream.errors import ConfigError
 from stream.simulator.cache import PrefixCache
 from stream.simulator.limits import RateLimiter
+from stream.simulator.log_teacher import LogTeacher, load_teacher
 from stream.simulator.settings import SimulatorSettings
 from stream.simulator.teacher import Teacher, load
 
@@ -59,6 +61,7 @@ class SimState:
         self.teacher: Teacher | None = None
         if settings.teacher is not None:
             self.teacher = load(settings.teacher, settings.teacher_noise, settings.seed)
+        self.log_teacher = load_log_teacher(settings.log_teacher)
 
     def configure(self, changes: dict[str, Any]) -> SimulatorSettings:
         """Apply run-time changes (validated; ``ConfigError`` names a bad key)."""
@@ -87,6 +90,16 @@ class SimState:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.closing.wait(), seconds)
+
+
+def load_log_teacher(path: str | None) -> LogTeacher | None:
+    """The ``--log-teacher`` files, read once; ``ConfigError`` says what is wrong."""
+    if path is None:
+        return None
+    try:
+        return load_teacher(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"log_teacher: {exc}") from None
 
 
 STATE = web.AppKey("sluicegate_simulator_state", SimState)

@@ -2,7 +2,7 @@
 the capacity the model's limits allow.
 
     python -m tests.bench.latency [--rpm 600 --rpm 240] [--latency-ms 300] [--seconds 90]
-                                  [--write FILE]
+                                  [--fixed-window] [--write FILE]
 
 The simulator (its own process) answers every request in exactly ``--latency-ms``
 (lognormal sigma 0, no time per output token), so the model's latency is a known
@@ -16,7 +16,10 @@ the events one request carries. Each phase runs on fresh topics with a fresh pro
 and a full budget at a steady rate: half of the ceiling with full batches at each limit,
 then half of the ceiling at one event per request. An event's latency is its output's
 broker append time minus its input's; what the processor adds is that minus the model's
-constant answer time.
+constant answer time. ``--fixed-window`` adds, at the first limit, the full-batch phase
+again with the batch window of old (``model.batch_idle_ms = 0``: every batch waits out
+``batch_wait_ms`` unless it fills), side by side with the window that closes when no
+more asks come.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Plan:
     latency_ms: float
     seconds: float
     batch: int  # events a request carries when a backlog fills it
+    fixed_window: bool = False  # also the full-batch phase with batch_idle_ms = 0
 
     def phases(self) -> list[Phase]:
         """Half of the ceiling with full batches at each limit, then half of it at one
@@ -72,6 +76,12 @@ class Plan:
             for rpm in self.rpms
         ]  # fmt: skip
         rpm = self.rpms[0]
+        if self.fixed_window:
+            phases.append(
+                Phase(f"{rpm:,} requests/min, half of the ceiling with full batches, fixed "
+                      "window (`batch_idle_ms` 0)", rpm, rpm / 60 * self.batch / 2,
+                      f"0.5 of {rpm / 60 * self.batch:g}", model={"batch_idle_ms": 0})
+            )  # fmt: skip
         phases.append(
             Phase(f"{rpm:,} requests/min, half of the ceiling at one event per request", rpm,
                   rpm / 60 / 2, f"0.5 of {rpm / 60:g}")
@@ -85,6 +95,7 @@ class Phase:
     rpm: int
     rate: float
     of_ceiling: str
+    model: dict[str, object] = field(default_factory=dict)  # model settings of the phase
     latencies: list[int] = field(default_factory=list)  # ms, inputs after the warm-up
     sent: int = 0
     answered: int = 0
@@ -126,7 +137,7 @@ def run_phase(place: Place, plan: Plan, phase: Phase, seed: int) -> None:
     group = f"{prefix}-group"
     config = processor_config(
         bootstrap, group, [route(prefix)], sim.url, prefix=prefix,
-        model={"rpm": phase.rpm, "tpm": TPM, "cache_entries": 0},
+        model={"rpm": phase.rpm, "tpm": TPM, "cache_entries": 0, **phase.model},
     )  # fmt: skip
     proc = ProcessorProcess(config, work, name=f"latency-{seed}")
     reader = Outputs(bootstrap, {f"{prefix}.out": PARTITIONS}, pacer)
@@ -189,6 +200,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "and 240)")  # fmt: skip
     parser.add_argument("--latency-ms", type=float, default=300.0, help="the model's answer time")
     parser.add_argument("--seconds", type=float, default=90.0, help="traffic per phase")
+    parser.add_argument("--fixed-window", action="store_true",
+                        help="also the full-batch phase with batch_idle_ms = 0")  # fmt: skip
     parser.add_argument("--write", type=Path, help="replace this benchmark's section in FILE")
     return parser.parse_args(argv)
 
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     plan = Plan(
         tuple(args.rpm or (600, 240)), args.latency_ms, args.seconds,
-        ModelSettings().batch_max_events,
+        ModelSettings().batch_max_events, args.fixed_window,
     )  # fmt: skip
     started, load_before = time.monotonic(), os.getloadavg()[0]
     phases, kafka_text = measure(plan)

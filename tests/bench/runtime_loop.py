@@ -11,7 +11,7 @@ from typing import Any
 from handlers.base import Handler, HandlerOptions, Result
 from schemas.records import SourceRecord
 from stream.config import Settings
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from stream.stats import Stats
 from tests.bench.workload import BrokenRun, fresh_name
 

@@ -22,7 +22,7 @@ import orjson
 from schemas.dlq import DlqEnvelope
 from stream.config import Settings
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.faults.lab import Feeder, Lab, Tally, account, produce, read_topic, rss_mib, topics
 from tests.simutil import sim_config, sim_stats
 

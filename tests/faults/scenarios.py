@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
-from tests.faults import bad_input, kafka_faults, model_faults
+from tests.faults import bad_input, chaos, kafka_faults, model_faults
 from tests.faults.lab import Lab, Tally
 
 # broker: a broker of its own (the scenario starts it); kafka: the shared broker;
@@ -41,6 +42,16 @@ def _faults(test: str) -> str:
     return f"python -m pytest tests/faults/test_faults.py -k {test}"
 
 
+# Backlog chaos in every ordering, with an instant and a model-backed handler; the
+# first two also run in `make test`, all of them in `make reliability`.
+CHAOS = (
+    ("partition", "instant", False),
+    ("key", "model", True),
+    ("unordered", "instant", True),
+    ("key", "instant", False),
+    ("partition", "model", False),
+    ("unordered", "model", False),
+)
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("broker-restart", "broker", 1, _faults("broker_restart"),
              run_sync=kafka_faults.broker_restart),
@@ -57,6 +68,13 @@ SCENARIOS: tuple[Scenario, ...] = (
              "python -m pytest tests/stream/test_crash.py -k at-least-once",
              run_sync=kafka_faults.alo_kill),
     Scenario("eos-kill", "kafka", 3, _faults("eos_kill"), run_sync=kafka_faults.eos_kill),
+    *(
+        Scenario(f"chaos-{ordering}-{kind}{'-eos' if eos else ''}", "broker", 4,
+                 _faults(f"chaos and {ordering} and {kind}"),
+                 run_sync=partial(chaos.backlog_chaos, ordering=ordering,
+                                  model=kind == "model", eos=eos))
+        for ordering, kind, eos in CHAOS
+    ),
     Scenario("bad-input", "model", 0,
              "python -m pytest tests/handlers/test_bad_input.py -k runtime",
              run_async=_bad_input),

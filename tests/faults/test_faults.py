@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import kafka_faults, model_faults
+from tests.faults import chaos, kafka_faults, model_faults
 from tests.faults.lab import Lab
+from tests.faults.scenarios import CHAOS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -101,3 +102,24 @@ def test_eos_kill(kafka_lab: Lab) -> None:
     # commit); most hit the transaction open, and their records must be aborted.
     assert facts["kills_inside_open_transaction"] >= 1, facts
     assert max(facts["committed_inputs_after_each_kill"]) < tally.events_in, facts
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("ordering", "kind", "eos"),
+    [
+        pytest.param(*c, marks=[] if i < 2 else [pytest.mark.reliability])
+        for i, c in enumerate(CHAOS)
+    ],
+    ids=[f"chaos-{o}-{k}{'-eos' if e else ''}" for o, k, e in CHAOS],
+)
+def test_backlog_chaos(tmp_path: Path, ordering: str, kind: str, eos: bool) -> None:
+    """A backlog worked off through a member joining and leaving while partitions are
+    paused, two SIGKILLs and a broker restart: nothing lost, and with exactly-once
+    nothing twice to read_committed readers."""
+    tally = chaos.backlog_chaos(Lab("", tmp_path), ordering=ordering, model=kind == "model",
+                                eos=eos)  # fmt: skip
+    assert tally.lost == 0, tally
+    assert tally.out + tally.dead == tally.events_in, tally
+    if eos:
+        assert tally.duplicated == 0, tally

@@ -52,7 +52,12 @@ def cases(
         yield Case(f"empty-text-{i}", orjson.dumps({field: ""}), "at least 1 character")
         yield Case(f"too-large-{i}", orjson.dumps({field: "x" * (max_bytes + i)}), "bytes; at most")
         depth = 1100 + i
-        yield Case(f"deep-{i}", b'{"a":' * depth + b"1" + b"}" * depth, "not valid JSON")
+        yield Case(f"deep-{i}", b'{"a":' * depth + b"1" + b"}" * depth, "levels deep")
+        # Deep enough to break serialisers and recursion (254-1,023), not the parser.
+        middle = 254 + (i * 97) % 770
+        yield Case(f"deep-middle-{i}", b'{"' + field.encode() + b'": "x", "a":' + b"[" * middle
+                   + b"]" * middle + b"}", "levels deep")  # fmt: skip
+        yield Case(f"blank-text-{i}", orjson.dumps({field: " \t\n " * (i + 1)}), "whitespace")
         yield Case(f"huge-number-{i}", b'{"' + field.encode() + b'": "x", "n": 1e' +
                    str(400 + i).encode() + b"}", "not valid JSON")  # fmt: skip
         yield Case(f"duplicate-key-{i}", b'{"' + field.encode() + b'": "a", "' + field.encode()

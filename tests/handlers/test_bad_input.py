@@ -17,7 +17,7 @@ from schemas.errors import BadInput
 from schemas.records import SourceRecord
 from stream.config import KafkaSettings
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.conftest import TopicFactory
 from tests.handlers.corpus import TEXT_FIELD, cases
 from tests.kafkautil import consume, produce

@@ -14,7 +14,7 @@ from schemas.dlq import DlqEnvelope
 from schemas.enriched import Alert, EnrichedEvent
 from stream.config import KafkaSettings
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.conftest import TopicFactory
 from tests.handlers.test_enrich_handlers import TICKETS
 from tests.kafkautil import consume, produce

@@ -4,16 +4,24 @@ lines parsed locally, header fields, named parameters, alerts and JSON shippers.
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import random
+from pathlib import Path
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from handlers.base import HandlerContext
 from handlers.logs import BurstDetector, LogsHandler, slot_names
 from schemas.enriched import Alert, EnrichedEvent
 from schemas.records import SourceRecord
+from stream.config import Settings
 from stream.model.service import ModelService
+from stream.simulator.server import running_simulator
+from stream.simulator.settings import SimulatorSettings
+from tests.simutil import sim_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -150,3 +158,70 @@ async def test_burst_detector_rearms_when_the_rate_falls() -> None:
     assert detector.record("api", 30) is None  # the window emptied: re-armed, count 1
     fired = [detector.record("api", t) for t in (31, 32, 33)]
     assert fired[-1] is not None
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
+
+
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+async def test_real_outputs_validate_against_the_published_schemas(
+    model: ModelService, simulator: str
+) -> None:
+    """Every enriched event, its answer and its alerts, from model, store and local
+    answers, fits schemas/json (the answer schema once forbade half of the fields)."""
+    h = handler(model, alert_on=["critical", "error"], burst_threshold=3)
+    values = [line.encode() for line in lines(40)]
+    values.append(orjson.dumps({"message": "charge failed order=o-9 provider=x code=y",
+                                "level": "error", "service": "billing"}))  # fmt: skip
+    values.append(b"no header at all, mail jane@example.com")
+    values.append(("2026-11-24 09:00:00,000 INFO big: " + "x1 " * 5000).encode())
+    out = [await enrich(h, value, i) for i, value in enumerate(values)]
+    await sim_config(simulator, refusal=1.0)  # unusable answers: Drain's template stands in
+    out.append(await enrich(h, b"a brand new kind of line 42", len(values)))
+    answer, enriched, alert = _validator("answer.log"), _validator("enriched"), _validator("alert")
+    sources = set()
+    for event, alerts in out:
+        document = event.model_dump(mode="json")
+        enriched.validate(document)
+        answer.validate(document["enrichment"]["answer"])
+        sources.add(document["enrichment"]["answer"]["template_source"])
+        for a in alerts:
+            alert.validate(a.model_dump(mode="json"))
+    assert sources == {"model", "store", "local"}
+    assert any(alerts for _, alerts in out)
+
+
+async def test_a_log_teacher_makes_the_simulator_answer_true_templates(
+    tmp_path: Path, simulator: str
+) -> None:
+    """With ``log_teacher`` the simulator answers a Loghub message with its
+    EventTemplate, so the handler's templates are the true ones."""
+    csv_path = tmp_path / "Tiny_2k.log_structured_corrected.csv"
+    rows = [("1", "Accepted password for root from 1.2.3.4 port 22 ssh2", "E1",
+             "Accepted password for <*> from <*> port <*> ssh2"),
+            ("2", "Accepted password for bob from 1.2.3.5 port 23 ssh2", "E1",
+             "Accepted password for <*> from <*> port <*> ssh2"),
+            ("3", "Received disconnect from 1.2.3.4: 11: Bye Bye [preauth]", "E2",
+             "Received disconnect from <*>: <*>: Bye Bye [preauth]")]  # fmt: skip
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["LineId", "Content", "EventId", "EventTemplate"])
+        writer.writerows(rows)
+    settings = SimulatorSettings(port=0, latency_median_ms=5, seed=1, log_teacher=str(tmp_path))
+    async with running_simulator(settings) as url:
+        service = ModelService(Settings(model={"base_url": url, "api_key": "sim"}))
+        try:
+            h = handler(service)
+            out = [await enrich(h, f"Dec 10 06:55:46 LabSZ sshd[1]: {r[1]}".encode(), i)
+                   for i, r in enumerate(rows)]  # fmt: skip
+        finally:
+            await service.aclose()
+    answers = [e.enrichment.answer for e, _ in out]
+    assert [a["template"] for a in answers] == [r[3] for r in rows]
+    assert [a["template_source"] for a in answers] == ["model", "store", "model"]
+    assert answers[0]["parameters"] == {"for": "root", "from": "1.2.3.4", "port": "22"}
+    assert h.model_calls == 2

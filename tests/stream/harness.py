@@ -9,7 +9,7 @@ from typing import Any
 
 from stream.config import KafkaSettings, Settings
 from stream.kafka.headers import SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, header
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.kafkautil import Record
 
 

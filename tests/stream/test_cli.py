@@ -53,11 +53,66 @@ def test_unknown_handler_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     path.write_text(route + 'handler = "sentiments"\n')
     assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
     assert (
-        "routes.0.handler: unknown handler 'sentiments'; accepted: echo" in capsys.readouterr().err
+        "route 'r': handler: unknown handler 'sentiments'; accepted: echo"
+        in capsys.readouterr().err
     )
     path.write_text(route + 'options = { accept = "xml" }\n')
     assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
-    assert "routes.0.options (echo)" in capsys.readouterr().err
+    assert "route 'r' (handler echo)" in capsys.readouterr().err
+
+
+def test_option_errors_name_route_option_and_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt handler option names the route by name, the option and the accepted
+    options, in our words: no pydantic banner, no route index, no echoed value."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[routes]]\nname = "first"\ninput_topics = ["a"]\noutput_topic = "b"\n'
+        '[[routes]]\nname = "posts"\ninput_topics = ["p"]\noutput_topic = "q"\n'
+        'handler = "moderation"\noptions = { polcy = ["spam"] }\n'
+    )
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "route 'posts' (handler moderation)" in err
+    assert "options.polcy: unknown option; accepted:" in err
+    assert "policy" in err.split("accepted:")[1]
+    for raw in ("validation error", "errors.pydantic.dev", "Extra inputs", "routes.1", "spam"):
+        assert raw not in err
+
+
+def test_config_check_shows_effective_options_and_prices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`config check` shows each route's options with the handler's defaults in effect,
+    and the price table in effect (defaults plus overrides), not empty maps."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[routes]]\nname = "r"\ninput_topics = ["a"]\noutput_topic = "b"\n'
+        'handler = "sentiment"\n'
+        '[budget.prices."gpt-5.4-mini"]\ninput = 0.75\ncached_input = 0.075\noutput = 4.5\n'
+    )
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    options = shown["routes"][0]["options"]
+    assert options["local_tier"] is True
+    assert options["batch"] is True
+    assert "redact" in options
+    prices = shown["budget"]["prices"]
+    assert prices["gpt-5.4-nano"] == {"input": 0.2, "cached_input": 0.02, "output": 1.25}
+    assert prices["gpt-5.4-mini"]["output"] == 4.5
+
+
+def test_misspelt_environment_variable_lists_accepted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt SLUICEGATE_* variable gets the accepted variables of its section."""
+    monkeypatch.setenv("SLUICEGATE_KAFKA__BOOTSTRAP_SERVER", "x:1")
+    assert cli.main(["config", "check"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "SLUICEGATE_KAFKA__BOOTSTRAP_SERVER names no setting" in err
+    assert "SLUICEGATE_KAFKA__BOOTSTRAP_SERVERS" in err
+    assert "SLUICEGATE_KAFKA__GROUP_ID" in err
 
 
 def test_run_without_routes_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:

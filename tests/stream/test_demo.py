@@ -25,6 +25,12 @@ def test_samples_are_well_formed() -> None:
             assert len(keyless) <= 1
 
 
+def test_calls_are_whole_requests() -> None:
+    """The calls column adds events' shares of batched requests: shown as an integer."""
+    assert demo._calls(6.999999999) == "7"
+    assert demo._calls(1234.0000001) == "1,234"
+
+
 def test_demo_enriches_every_sample(
     kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -33,6 +39,13 @@ def test_demo_enriches_every_sample(
     assert demo.run_demo(kafka.bootstrap_servers) == 0
     out = capsys.readouterr().out
     assert "nothing lost" in out
+    # Honest about the simulator, and about what is left running.
+    assert "gpt-5.4-nano-simulated" in out
+    assert "still running" in out
+    assert "make kafka-down" in out
+    examples = out.split("enriched events beside their inputs")[1].split("per route")[0]
+    assert "│ reviews" in examples
+    assert "│ sentiment " not in examples
     dead = consume(kafka.bootstrap_servers, "sluicegate.dlq", 1)
     envelope = DlqEnvelope.from_json(dead[0].value or b"")
     assert envelope.source_topic == "demo.reviews"

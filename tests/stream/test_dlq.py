@@ -38,7 +38,7 @@ RECORD = SourceRecord(
 
 def letter(
     error: BaseException, *, stage: str | None = None, now: datetime = NOW
-) -> tuple[DlqEnvelope, dict[str, bytes]]:
+) -> tuple[DlqEnvelope, dict[str, bytes | None]]:
     """The envelope and the headers (last value per name) of dead-lettering RECORD."""
     out = dead_letter(
         RECORD, error, topic="dlq", route="reviews", handler="sentiment", stage=stage, now=now
@@ -141,7 +141,7 @@ def test_error_class_is_qualified_for_foreign_errors() -> None:
 def test_long_and_unencodable_messages_never_break_dead_lettering() -> None:
     """A huge message is cut to 1000 chars in the header; lone surrogates are escaped."""
     env, headers = letter(ValueError("x" * 5000 + "\udcff"))
-    assert len(headers[h.DLQ_ERROR_MESSAGE].decode()) == HEADER_MESSAGE_LIMIT
+    assert len((headers[h.DLQ_ERROR_MESSAGE] or b"").decode()) == HEADER_MESSAGE_LIMIT
     assert env.error_message.endswith("\\udcff")
 
 
@@ -174,7 +174,7 @@ def test_only_str_of_the_error_is_recorded() -> None:
         _call_model()
     out = dead_letter(RECORD, caught.value, topic="dlq", route="r", handler="x", now=NOW)
     assert b"sk-secret" not in out.value
-    assert all(b"sk-secret" not in value for _, value in out.headers)
+    assert all(b"sk-secret" not in (value or b"") for _, value in out.headers)
 
 
 def test_time_is_utc_and_must_be_aware() -> None:
@@ -312,3 +312,15 @@ def test_runs_of_good_events_count_like_one_at_a_time(
         assert not tripped
         recent = reference.events[-window:]
         assert limiter.ratio == pytest.approx(sum(recent) / len(recent))
+
+
+def test_null_header_value_stays_null() -> None:
+    """A NULL header value arrives as None and stays null in the envelope (not b"")."""
+    headers = h.header_tuples([("trace", None), ("empty", b""), ("s", "x")])
+    assert headers == (("trace", None), ("empty", b""), ("s", b"x"))
+    record = RECORD._replace(headers=headers)
+    out = dead_letter(record, ValueError("bad"), topic="dlq", route="r", handler="x", now=NOW)
+    envelope = DlqEnvelope.from_json(out.value)
+    assert envelope.headers[:3] == [("trace", None), ("empty", b""), ("s", b"x")]
+    assert b'["trace",null]' in out.value
+    assert out.headers[0] == ("trace", None)

@@ -178,3 +178,30 @@ def test_preview_escapes_and_cuts() -> None:
     assert preview(b"a" * 81) == "a" * 79 + "…"
     assert preview(b"\x00" * 10_000_000) == "\\x00" * 19 + "…"
     assert len(escape("\u200b" * 100, 50)) <= 50
+
+
+def _closed_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends
+
+
+def test_unreachable_kafka_is_one_clear_error_not_a_flood() -> None:
+    """`dlq inspect --bootstrap-servers` at a closed port exits 3 naming the address,
+    with librdkafka's connection errors said once per state, not ~25 a second."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    address = f"127.0.0.1:{_closed_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "stream", "dlq", "inspect", "--bootstrap-servers", address,
+         "--timeout", "4"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == cli.EXIT_UNAVAILABLE, done.stderr
+    assert address in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) <= 6, lines  # was ~190 in 10 s
+    assert not any("%3|" in line for line in lines)  # nothing printed by librdkafka itself

@@ -88,14 +88,19 @@ def test_eval_moderation_scores_each_labelled_category(
 def test_eval_logs_groups_templates_with_few_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """With the simulator's heuristics and with its teacher: exact groups, one call per
+    template; the teacher's templates are the true ones."""
     assert cli.main(["eval", "logs", "--data", str(loghub_folder(tmp_path))]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| Toy |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    lines, templates, ga, calls = int(cells[1]), int(cells[2]), float(cells[5]), int(cells[7])
+    lines, templates, ga = int(cells[1]), int(cells[2]), float(cells[4])
+    taught_ga, taught_pa, taught_calls = float(cells[7]), float(cells[8]), int(cells[9])
     assert (lines, templates) == (30, 3)
     assert ga == 1.0
-    assert calls <= 1.2 * templates
+    assert (taught_ga, taught_pa) == (1.0, 1.0)
+    assert taught_calls <= 1.2 * templates
+    assert 0 <= float(cells[3]) <= 1  # Drain3 with its defaults, the baseline
 
 
 def test_eval_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

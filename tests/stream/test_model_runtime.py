@@ -24,7 +24,7 @@ from schemas.records import SourceRecord
 from stream import metrics
 from stream.config import BudgetSettings, KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 from tests.simutil import sim_config, sim_stats
@@ -274,3 +274,35 @@ async def test_readiness_names_an_unreachable_broker() -> None:
     assert problem is not None
     assert "127.0.0.1:1" in problem
     assert await check.problem() == problem  # reused, not asked again within every_s
+
+
+async def test_replicas_share_the_accounts_limits_by_assignment(
+    kafka: KafkaSettings, make_topic: TopicFactory, simulator: str
+) -> None:
+    """model.rpm/tpm are the account's: each replica takes the share its partitions
+    give it, on every rebalance, with no hand division."""
+    settings, _, _, _ = setup(kafka, make_topic, simulator, 40)
+    first, first_service = processor_for(settings)
+    second, second_service = processor_for(settings)
+    budget = first_service.client.budget.requests
+    first_task = asyncio.create_task(first.run())
+    try:
+        await asyncio.wait_for(first.assigned.wait(), 30)
+        while len(first.partitions) < 2:  # noqa: ASYNC110 - waits for the assignment
+            await asyncio.sleep(0.05)
+        assert budget.share == 1.0
+        second_task = asyncio.create_task(second.run())
+        while len(first.partitions) != 1 or len(second.partitions) != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert budget.share == 0.5
+        assert second_service.client.budget.requests.share == 0.5
+        second.stop()
+        await second_task
+        while len(first.partitions) < 2:  # noqa: ASYNC110 - waits for them to come back
+            await asyncio.sleep(0.05)
+        assert budget.share == 1.0
+    finally:
+        first.stop()
+        await first_task
+        await first_service.aclose()
+        await second_service.aclose()

@@ -1,10 +1,15 @@
 """Secrets never reach the output: the API key and the SASL password are absent from
 everything a running processor writes (logs at DEBUG, both formats; the enriched
 events, DLQ records and alerts it produces), from ``config check`` and from
-``/metrics``."""
+``/metrics``; and each way a secret can hide (a librdkafka option, URL userinfo, an
+Authorization header, a provider message quoting the key, a misspelt key) is masked by
+``stream.secrets`` wherever the process writes text."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,11 +22,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.config import KafkaSettings
+from stream import cli, config, logs, secrets
+from stream.config import KafkaSettings, LogSettings
+from stream.dlq import dead_letter
+from stream.errors import ConfigError, SluicegateError
+from stream.records import SourceRecord
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
-
-pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "sk-proj-NEVERPRINTME0123456789abcdefABCDEF"
@@ -63,6 +70,7 @@ def simulator_process() -> Iterator[str]:
         sim.wait(10)
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("log_format", ["json", "console"])
 def test_no_secret_in_any_output(
     kafka: KafkaSettings, make_topic: TopicFactory, simulator_process: str, tmp_path: Path,
@@ -110,9 +118,178 @@ def test_no_secret_in_any_output(
     assert b"DEBUG" in logs or b'"debug"' in logs  # the run did log at DEBUG
     for secret in (API_KEY, SASL_PASSWORD):
         records = b"".join(
-            (r.value or b"") + b"".join(v for _, v in r.headers) for r in produced + dead + raised
+            (r.value or b"") + b"".join(v or b"" for _, v in r.headers)
+            for r in produced + dead + raised
         )
         for name, text in (("config check", check.stdout + check.stderr), ("logs", logs),
                            ("metrics", metrics), ("records", records)):  # fmt: skip
             assert secret.encode() not in text, f"{name} shows a secret"
             assert secret[-12:].encode() not in text, f"{name} shows part of a secret"
+
+
+# -- unit: each place a secret can hide ----------------------------------------------
+
+EXTRA_PW = "extra-PASS-7731-zz"
+KEY_PW = "keypass-5512-qq"
+URL_PW = "urlpass-9981-xx"
+TYPO_PW = "kafka-SECRET-pw-777"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("SLUICEGATE_", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_config_check_masks_librdkafka_options_and_url_userinfo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`config check` masks *.password, sasl.*, ssl.key.* in the raw librdkafka maps and
+    the password in model.base_url, and keeps what is no secret readable."""
+    path = _write(tmp_path, (
+        "[kafka]\n"
+        f'consumer_extra = {{ "sasl.password" = "{EXTRA_PW}", "fetch.min.bytes" = 1 }}\n'
+        f'producer_extra = {{ "ssl.key.password" = "{KEY_PW}", "sasl.oauthbearer.client.secret"'
+        f' = "{EXTRA_PW}x", "ssl.key.location" = "/etc/key.pem", "acks" = "all" }}\n'
+        f'[model]\nbase_url = "https://svc:{URL_PW}@llm.example/v1"\n'
+    ))  # fmt: skip
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_OK
+    out = capsys.readouterr()
+    for secret in (EXTRA_PW, KEY_PW, URL_PW):
+        assert secret not in out.out + out.err
+    shown = json.loads(out.out)
+    assert shown["kafka"]["consumer_extra"] == {"sasl.password": "**********", "fetch.min.bytes": 1}
+    assert shown["kafka"]["producer_extra"]["acks"] == "all"
+    assert shown["kafka"]["producer_extra"]["ssl.key.location"] == "/etc/key.pem"
+    assert shown["model"]["base_url"] == "https://**********@llm.example/v1"
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_misspelt_key_never_echoes_its_value(tmp_path: Path) -> None:
+    """An unknown key is named with the accepted keys, its value never shown."""
+    path = _write(tmp_path, f'[kafka]\nsasl_pasword = "{TYPO_PW}"\n')
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    message = str(caught.value)
+    assert "kafka.sasl_pasword: unknown key" in message
+    assert "sasl_password" in message  # the accepted keys
+    assert TYPO_PW not in message
+    assert TYPO_PW[-6:] not in message
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_bad_value_of_a_secret_option_is_masked(tmp_path: Path) -> None:
+    """A secret-bearing librdkafka option with a wrong type is reported, masked."""
+    path = _write(tmp_path, f'[kafka]\nconsumer_extra = {{ "sasl.password" = ["{EXTRA_PW}"] }}\n')
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert "consumer_extra" in str(caught.value)
+    assert EXTRA_PW not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Error code: 401 - Incorrect API key provided: sk-test-abcdEFGH12345678. "
+         "You can find your API key at https://platform.openai.com", "abcdEFGH12345678"),
+        ("HTTP Request: POST https://user:hunter2pw@api.example/v1/chat", "hunter2pw"),
+        ("headers={'Authorization': 'Bearer tok-AAAA-BBBB-CCCC'}", "tok-AAAA-BBBB-CCCC"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("conf {'sasl.password': 'pw-in-dict-42', 'acks': 'all'}", "pw-in-dict-42"),
+        ("sasl.password=unquoted-pw-99 next", "unquoted-pw-99"),
+        ('"ssl.key.password": "json-pw-77"', "json-pw-77"),
+        ("https://host/v1?api_key=query-key-55&x=1", "query-key-55"),
+    ],
+)  # fmt: skip
+def test_mask_text_finds_secrets_by_position(text: str, secret: str) -> None:
+    """Secrets in provider messages, URLs, headers and option dumps are masked."""
+    masked = secrets.mask_text(text)
+    assert secret not in masked
+    assert secrets.MASK in masked
+
+
+def test_mask_text_keeps_ordinary_text() -> None:
+    """Token counts, mechanisms and paths are not secrets and stay readable."""
+    for text in ("max_tokens=5 prompt_tokens: 33", "sasl.mechanism=PLAIN",
+                 "ssl.key.location=/etc/k.pem", "http://127.0.0.1:8088/v1"):  # fmt: skip
+        assert secrets.mask_text(text) == text
+
+
+def test_registered_values_are_masked_anywhere() -> None:
+    """A secret the configuration holds is masked even where no pattern would see it."""
+    secrets.register("reg-SECRET-value-31337")
+    assert secrets.mask_text("weird place: reg-SECRET-value-31337!") == (
+        f"weird place: {secrets.MASK}!"
+    )
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_load_registers_the_configured_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After load, the SASL password, API key and URL password are masked in any text."""
+    monkeypatch.setenv("OPENAI_API_KEY", "plainkey-without-prefix-1234")
+    path = _write(tmp_path, f'[kafka]\nsasl_password = "loaded-pw-4242"\n'
+                            f'[model]\nbase_url = "http://u:{URL_PW}@h/v1"\n')  # fmt: skip
+    config.load(path)
+    text = secrets.mask_text("a plainkey-without-prefix-1234 b loaded-pw-4242 c " + URL_PW)
+    assert "plainkey" not in text
+    assert "loaded-pw" not in text
+    assert URL_PW not in text
+
+
+def _refused() -> None:
+    raise SluicegateError("Incorrect API key provided: sk-live-YYYY88888888")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_log_lines_are_masked(fmt: str) -> None:
+    """Every line our handler writes is masked: the HTTP client's DEBUG URL, an ERROR
+    quoting a provider's 401, and an exception's traceback text."""
+    out = io.StringIO()
+    handler = logs.make_handler(LogSettings(format=fmt, level="DEBUG"), out)
+    logger = logging.getLogger("httpx")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.debug("HTTP Request: %s %s", "POST", "https://svc:hunter3pw@api.example/v1")
+        logger.error("model call failed: %s", "Incorrect API key provided: sk-test-ZZZZ99999999")
+        try:
+            _refused()
+        except SluicegateError:
+            logger.exception("stopped")
+        logger.info("extra field", extra={"url": "http://a:extra-pw-1@h"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    text = out.getvalue()
+    for secret in ("hunter3pw", "ZZZZ99999999", "YYYY88888888", "extra-pw-1"):
+        assert secret not in text
+    assert "Incorrect API key provided" in text  # the reason itself stays
+
+
+def test_exit_message_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    """The line `sluicegate` prints when it stops never quotes the key."""
+    cli.fail(SluicegateError("Error code: 401 - Incorrect API key provided: sk-test-XXXX7777777"))
+    err = capsys.readouterr().err
+    assert "XXXX7777777" not in err
+    assert "Incorrect API key provided" in err
+
+
+def test_dlq_record_masks_secret_in_error_message() -> None:
+    """A dead letter whose error quotes a key keeps the reason, not the key."""
+    record = SourceRecord("t", 0, 5, None, b"{}", (), 0)
+    out = dead_letter(record, SluicegateError("Incorrect API key provided: sk-test-WWWW6666666"),
+                      topic="dlq", route="r", handler="h")  # fmt: skip
+    everything = (out.value or b"") + b"".join(v or b"" for _, v in out.headers)
+    assert b"WWWW6666666" not in everything
+    assert b"Incorrect API key provided" in everything

@@ -92,7 +92,8 @@ def test_sample_file_tokens(tmp_path: Path) -> None:
 def test_cost_estimate_cli(capsys: pytest.CaptureFixture[str]) -> None:
     """`sluicegate cost estimate` prints the naive and the batched dollars per day."""
     code = cli.main(["cost", "estimate", "--per-day", "100000", "--content-tokens", "300",
-                     "--output-tokens", "20", "--batch-size", "1"])  # fmt: skip
+                     "--output-tokens", "20", "--batch-size", "1",
+                     "--static-tokens", "0"])  # fmt: skip
     assert code == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "one call per event" in out

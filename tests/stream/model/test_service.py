@@ -70,3 +70,29 @@ async def test_model_without_a_price_is_refused_at_start() -> None:
 
     with pytest.raises(ConfigError, match="no price"):
         ModelService(Settings(model={"model": "mystery-1", "api_key": "k"}))
+
+
+async def test_every_request_is_metered_failed_events_included() -> None:
+    """A batch of two where one event stays invalid after its lone retry and repair:
+    all three requests' tokens reach the meter (not only the answered event's half),
+    and the failed event's share lands on its own route."""
+    import asyncio  # noqa: PLC0415
+
+    from stream.model.errors import ModelOutputInvalid  # noqa: PLC0415
+
+    def reply(body: dict[str, Any], n: int) -> httpx2.Response:
+        items = [good(e) for e in server.events(n) if e == "0"]
+        return completion(answer(*items), usage=(1000, 100, 0))
+
+    server = Server(reply)
+    model = service(server)
+    ok, bad = await asyncio.gather(model.ask(TASK, "fine", route="reviews"),
+                                   model.ask(TASK, "odd", route="posts"),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(bad, ModelOutputInvalid)
+    assert len(server.requests) == 3
+    totals = model.meter.totals()
+    assert (totals["prompt"], totals["completion"]) == (3000, 300)
+    assert model.meter.tallies[("sentiment", "posts")].prompt == pytest.approx(1500)
+    assert not isinstance(ok, BaseException)
+    assert ok.usd == pytest.approx(model.meter.tallies[("sentiment", "reviews")].usd)

@@ -8,8 +8,8 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import Message
 
 from schemas.records import SourceRecord
-from stream.delivery import Delivery, Failure
-from stream.processor import _failed_in_run
+from stream.runtime.atleastonce import failed_in_run
+from stream.runtime.delivery import Delivery, Failure
 
 SENT = [SourceRecord("in", 0, o, b"k%d" % (o % 2), b"v") for o in range(4)]
 VALUES = [b"a", b"b", b"a", b"c"]  # offsets 0 and 2: the same key and value
@@ -25,7 +25,7 @@ def failure(key: bytes | None, value: bytes | None) -> Failure:
 
 
 def test_a_report_is_matched_by_key_and_value() -> None:
-    failed = _failed_in_run(SENT, VALUES, [failure(b"k1", b"b")])
+    failed = failed_in_run(SENT, VALUES, [failure(b"k1", b"b")])
     assert set(failed) == {1}
     error, msg = failed[1]
     assert error.code == "MSG_SIZE_TOO_LARGE"
@@ -34,15 +34,15 @@ def test_a_report_is_matched_by_key_and_value() -> None:
 
 def test_outputs_alike_all_count_as_failed() -> None:
     """Offsets 0 and 2 made the same output: which one failed is unknown, both go again."""
-    assert set(_failed_in_run(SENT, VALUES, [failure(b"k0", b"a")])) == {0, 2}
+    assert set(failed_in_run(SENT, VALUES, [failure(b"k0", b"a")])) == {0, 2}
 
 
 def test_an_unmatched_or_bound_report() -> None:
     """No output looks like the report: all count as failed. A bound index is exact."""
-    assert set(_failed_in_run(SENT, VALUES, [failure(b"zz", b"zz")])) == {0, 1, 2, 3}
+    assert set(failed_in_run(SENT, VALUES, [failure(b"zz", b"zz")])) == {0, 1, 2, 3}
     (index, error, _msg) = failure(b"k1", b"c")
-    assert set(_failed_in_run(SENT, VALUES, [(3, error, None)])) == {3}
-    assert set(_failed_in_run(SENT, VALUES, [(-1, error, None)])) == {0, 1, 2, 3}
+    assert set(failed_in_run(SENT, VALUES, [(3, error, None)])) == {3}
+    assert set(failed_in_run(SENT, VALUES, [(-1, error, None)])) == {0, 1, 2, 3}
     assert index == -1
 
 

@@ -2,18 +2,21 @@
 error signature; the model is asked once per new template, not once per line.
 
 The header (timestamp, level, component) is parsed locally (a configured format, else
-detection). The message goes to the template miner: a known template answers at once
-(source=local), and so does a line of a known cluster that differs only in values.
-A new kind of line goes to the model, which names the variables; concurrent lines of
-that cluster wait for the one call instead of making their own, then match the learned
-template. If the model's answer is unusable (invalid after repair, a refusal), the
-line's masked form becomes the template: a log line never goes to the DLQ for that.
+detection). The message goes to the template store (Drain3 clusters plus the model's
+templates): a line that fits a template learned for its cluster answers at once
+(source=store, tier local). A line that fits none goes to the model, which writes the
+template and names the variables; concurrent lines of that cluster wait for the one call
+instead of making their own, then fit the learned template. If the model's answer is
+unusable (invalid after repair, a refusal, or a template that does not fit the line),
+Drain's template of the cluster stands in (source=local): a log line never goes to the
+DLQ for that. Every step is bounded (the header regexes read 512 characters, Drain and
+the template fit the first 64 tokens), so a line costs well under a millisecond on the
+event loop whatever its length (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict, deque
 from typing import Any, ClassVar, cast
@@ -22,24 +25,18 @@ from pydantic import Field
 
 from handlers import prompts
 from handlers.enrich import Answer, EnrichingHandler, EnrichOptions
-from handlers.logtemplates import (
-    HeaderParser,
-    Match,
-    MinerConfig,
-    Miss,
-    TemplateMiner,
-    error_signature,
-    level_name,
-)
+from handlers.logs.header import HeaderParser, level_name
+from handlers.logs.store import Match, Miss, StoreConfig, TemplateStore
+from handlers.logs.templates import error_signature, slot_names
 from handlers.model import Reply, Task
 from handlers.redact import PLACEHOLDERS
 from schemas.enriched import Alert, EnrichedEvent, Severity
 from schemas.errors import EventError, SluicegateError
 from schemas.events import LogEvent, _Event
-from schemas.outputs import LogAnswer
+from schemas.outputs import LogModelAnswer
 from schemas.records import SourceRecord
 
-TASK = Task(name="logs", instructions=prompts.LOGS, output=LogAnswer)
+TASK = Task(name="logs", instructions=prompts.LOGS, output=LogModelAnswer)
 
 
 class LogOptions(EnrichOptions):
@@ -52,7 +49,7 @@ class LogOptions(EnrichOptions):
         description="a built-in format's name (hdfs, syslog, log4j...) or a format string "
         "such as '<Timestamp> <Level> <Component>: <Content>'; unset: detected per line",
     )
-    max_templates: int = Field(10_000, ge=10, description="templates kept (LRU)")
+    max_templates: int = Field(10_000, ge=10, description="clusters kept (LRU)")
     alert_on: tuple[str, ...] | None = Field(
         None, description="levels that also go to the alerts topic; default: critical"
     )
@@ -76,7 +73,7 @@ class LogsHandler(EnrichingHandler):
         super().__init__(*args, **kwargs)
         fmt = self.options.log_format
         self.parser = HeaderParser.from_spec(fmt) if fmt else HeaderParser()
-        self.miner = TemplateMiner(MinerConfig(max_templates=self.options.max_templates))
+        self.store = TemplateStore(StoreConfig(max_clusters=self.options.max_templates))
         self._asking: dict[int, asyncio.Future[None]] = {}  # cluster -> the call under way
         # What the model said of a template that its later lines, answered locally, reuse:
         # template id -> (parameter names, level, component).
@@ -119,8 +116,8 @@ class LogsHandler(EnrichingHandler):
         started = time.perf_counter()
         original, event = self.decode(record)
         header = self._header(event)
-        hit = self.miner.match(header["content"])
-        if hit is None:
+        hit = self.store.lookup(header["content"])
+        if isinstance(hit, Miss):
             return None
         return self._local(record, original, self._answer(header, hit), started)
 
@@ -129,28 +126,29 @@ class LogsHandler(EnrichingHandler):
         original, event = self.decode(record)
         header = self._header(event)
         content = header["content"]
-        found = self.miner.lookup(content)
+        found = self.store.lookup(content)
         while isinstance(found, Miss) and found.cluster in self._asking:
             await asyncio.shield(self._asking[found.cluster])  # one call per new cluster
-            found = self.miner.lookup(content)
+            found = self.store.lookup(content)
         if isinstance(found, Match):
             return self._local(record, original, self._answer(header, found), started)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._asking[found.cluster] = done
         try:
-            redacted = self.redactor.redact(content)
+            head, _ = self.store.split(content)  # the model sees what the store examines
+            redacted = self.redactor.redact(head)
             reply = await self._ask(redacted.text)
         finally:
             del self._asking[found.cluster]
             done.set_result(None)
-        if reply is None:  # the model's answer was unusable: the masked line stands in
-            hit = self.miner.learn(content, None, found.cluster)
+        if reply is None:  # the model's answer was unusable: Drain's template stands in
+            hit = self.store.learn(content, None, found.cluster)
             return self._local(record, original, self._answer(header, hit), started)
-        output = LogAnswer.model_validate(reply.output.model_dump())
+        output = LogModelAnswer.model_validate(reply.output.model_dump())
         template = output.template
         for placeholder in PLACEHOLDERS.values():  # redacted values are variables too
             template = template.replace(placeholder, "<*>")
-        hit = self.miner.learn(content, template, found.cluster)
+        hit = self.store.learn(content, template, found.cluster)
         names = tuple(p.name for p in output.parameters)
         level = None if output.level.value == "unknown" else output.level.value
         component = output.component if output.component not in {"", "unknown"} else None
@@ -213,18 +211,6 @@ class LogsHandler(EnrichingHandler):
             "error_signature": error_signature(hit.template) if level in _ERRORS else None,
         }
         return Answer(fields, 1.0 if hit.source != "model" else None)
-
-
-_SLOT = re.compile(r"(?:([A-Za-z_][\w.-]*)\s*[=:]\s*|([A-Za-z][\w-]*)\W{0,2}\s+)?<\*>")
-
-
-def slot_names(template: str) -> tuple[str, ...]:
-    """A name per ``<*>``: the key of ``key=<*>``, else the word before it, else ``p<n>``."""
-    names = []
-    for n, found in enumerate(_SLOT.finditer(template), 1):
-        word = found.group(1) or found.group(2)
-        names.append(word.lower().replace("-", "_").replace(".", "_") if word else f"p{n}")
-    return tuple(names)
 
 
 _ERRORS = frozenset({"warning", "error", "critical"})

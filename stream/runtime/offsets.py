@@ -3,7 +3,7 @@
 Events finish out of order (unordered and key modes), but Kafka keeps one committed
 offset per partition. ``PartitionOffsets`` therefore commits only the contiguous prefix
 of finished offsets: an event is never skipped because a later one finished first.
-Pure, no I/O; property-tested in tests/stream/test_offsets.py.
+Pure, no I/O; property-tested in tests/stream/runtime/test_offsets.py.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from stream.errors import DlqCapExceeded
 from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
 from stream.logs import make_handler
 from stream.model.errors import ModelRequestRejected
-from stream.processor import Processor
+from stream.runtime.processor import Processor
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 from tests.stream.harness import all_handled, run_until, settings_for, source_of

@@ -1,8 +1,16 @@
-"""What the processor knows about one assigned partition while it owns it."""
+"""What the processor knows about one assigned partition while it owns it.
+
+``Partition`` is the single owner of a partition's state: its offsets, ordering lanes,
+tasks, staged outputs (exactly-once) and commit positions. Every count the runtime
+needs (events held, events running, events staged) is derived from these, never kept
+in step by hand elsewhere.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
 
@@ -10,9 +18,9 @@ from handlers.base import Handler
 from schemas.records import Headers, OutRecord, SourceRecord
 from stream import __version__
 from stream.config import RouteSettings
-from stream.dispatch import Lanes
 from stream.kafka.headers import partition_trace
-from stream.offsets import PartitionOffsets
+from stream.runtime.lanes import Lanes
+from stream.runtime.offsets import PartitionOffsets
 from stream.stats import RouteCounts
 
 TP = tuple[str, int]
@@ -33,21 +41,28 @@ class Route:
 
 @dataclass(eq=False)
 class Partition:
-    """Offsets, ordering lanes, running tasks and (exactly-once) staged outputs."""
+    """Offsets, ordering lanes, running tasks, (exactly-once) staged outputs, and where
+    its commits stand."""
 
     tp: TP
     route: Route
-    committed: int | None = None  # last offset committed (or found committed at assign)
     offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
     lanes: Lanes = field(init=False)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    running: int = 0  # events started and not finished (queued ones wait in lanes)
     staged: dict[int, list[OutRecord]] = field(default_factory=dict)
     # Exactly-once: the staged offsets whose outputs are not in the open transaction (a
     # heap: they are produced in offset order).
     unsent: list[int] = field(default_factory=list)
-    paused: bool = False
-    gone: bool = False  # revoked or lost: late results are ignored
+    paused: bool = False  # as librdkafka was last told; reconciled on every assignment
+    closing: bool = False  # revoked or shutting down: no queued event starts any more
+    gone: bool = False  # given up: late results are ignored
+    # Events whose task was cancelled (revoke, shutdown): in flight, uncommitted, and no
+    # longer running; the next owner processes them.
+    abandoned: set[int] = field(default_factory=set)
+    committed: int | None = None  # the last offset the broker confirmed committed
+    commit_sent: int | None = None  # at-least-once: asked for, not confirmed yet
+    # When an event of it last finished (or it was idle): the watchdog's clock.
+    progressed_at: float = field(default_factory=time.monotonic)
     trace: Headers = ()  # the trace headers shared by all its outputs
 
     def __post_init__(self) -> None:
@@ -59,13 +74,39 @@ class Partition:
         """Events held in memory for this partition: in flight plus staged."""
         return self.offsets.in_flight + len(self.staged)
 
+    @property
+    def running(self) -> int:
+        """Events started and not finished: in flight, not waiting in a lane, not given up."""
+        return self.offsets.in_flight - self.lanes.waiting - len(self.abandoned)
+
+    def done(self, offset: int) -> None:
+        """The event at ``offset`` finished: its outputs are acknowledged or staged."""
+        self.offsets.done(offset)
+        self.progressed_at = time.monotonic()
+
+    def done_many(self, offsets: Collection[int]) -> None:
+        if offsets:
+            self.offsets.done_many(offsets)
+            self.progressed_at = time.monotonic()
+
     def new_committable(self) -> int | None:
-        """The committable offset, or None if there is none or it is committed already."""
+        """The committable offset, or None if there is none or it is committed (or, at
+        least once, asked for) already."""
+        offset = self.offsets.committable()
+        if offset is None or offset in (self.committed, self.commit_sent):
+            return None
+        return offset
+
+    def unconfirmed(self) -> int | None:
+        """The committable offset unless the broker confirmed it: what a final,
+        synchronous commit must send (an asynchronous one may have failed)."""
         offset = self.offsets.committable()
         return None if offset is None or offset == self.committed else offset
 
+    # --- exactly-once: outputs staged until their transaction commits ---------------------
+
     def stage(self, offset: int, outputs: list[OutRecord]) -> None:
-        """Exactly-once: keep the event's outputs until the transaction commits."""
+        """Keep the event's outputs until the transaction commits."""
         self.staged[offset] = outputs
         heappush(self.unsent, offset)
 

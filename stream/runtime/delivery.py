@@ -49,7 +49,7 @@ class Delivery:
         A delivery report carries the output's key and value but not its headers, nor
         anything of ours: bind ``index`` (``partial(report, index=i)``) to know which
         output failed, or tell the outputs apart by key and value (the processor's fast
-        path does, see ``stream.processor._failed_in_run``, saving a ``partial`` per
+        path does, see ``stream.runtime.processor._failed_in_run``, saving a ``partial`` per
         output)."""
         if error is not None:
             self.failures.append((index, map_kafka_error(error, "delivering"), msg))

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from schemas.records import SourceRecord
 from stream.config import Ordering
-from stream.dispatch import Lanes
+from stream.runtime.lanes import Lanes
 
 
 def rec(offset: int, key: bytes | None) -> SourceRecord:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.offsets import PartitionOffsets
+from stream.runtime.offsets import PartitionOffsets
 
 
 @st.composite
