@@ -66,7 +66,7 @@ class ModerationHandler(EnrichingHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         scorer = local.profanity() if self.local_enabled else None
-        self._profanity = local.ScoreBatcher(scorer) if scorer is not None else None
+        self._profanity = local.ScoreBatcher[float](scorer) if scorer is not None else None
 
     def make_task(self) -> Task:
         policy = tuple(self.options.policy)
@@ -121,10 +121,10 @@ class ModerationHandler(EnrichingHandler):
     async def local_later(self, event: Post) -> Answer | None:  # type: ignore[override]
         if self._profanity is None:
             return None
-        text = event.text()
+        text = local.bounded(event.text())
         if _HARM_WORDS.search(text):
             return None
-        p = await self._profanity.score(text)
+        p = float(await self._profanity.score(text))
         confidence = local.calibrated(SAFE_PRECISION, p)
         categories = dict.fromkeys(MODERATION_CATEGORIES, 0.0)
         categories["harassment"] = round(p, 4)

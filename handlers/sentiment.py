@@ -3,13 +3,14 @@
 Local tier: VADER. It cannot see frustration or intent reliably, so it answers only
 clear positives and negatives, with an intent read from a few unambiguous phrases, and
 its confidence is the precision measured on labelled reviews (EVAL.md) at its margin
-(the share of positive words minus the share of negative ones).
+(the share of positive words minus the share of negative ones). It reads at most
+``local.MAX_LOCAL_CHARS`` of a text, in a worker thread (its cost is quadratic).
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from handlers import local, prompts
 from handlers.enrich import Answer, EnrichingHandler
@@ -47,17 +48,20 @@ class SentimentHandler(EnrichingHandler):
     name = "sentiment"
     kind = Review
     default_threshold: ClassVar[float | None] = 0.9
-    local_answers_now = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        ready = self.local_enabled and local.vader() is not None
+        self._vader = local.ScoreBatcher(local.vader_many) if ready else None
 
     def make_task(self) -> Task:
         return TASK
 
-    def local_now(self, event: Review | Post) -> Answer | None:  # type: ignore[override]
-        scores = local.vader()
-        if scores is None:
+    async def local_later(self, event: Review | Post) -> Answer | None:  # type: ignore[override]
+        if self._vader is None:
             return None
-        text = event.text()
-        s = scores(text)
+        text = local.bounded(event.text())
+        s = await self._vader.score(text)
         compound, margin = s["compound"], s["pos"] - s["neg"]
         if abs(compound) <= 0.5 or compound * margin <= 0:
             return None

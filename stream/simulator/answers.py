@@ -18,6 +18,7 @@ from typing import Any
 from stream.model.prompt import BATCH_KEY, ID_KEY
 from stream.simulator import labels, oracle
 from stream.simulator.jsonschema import MAX_DEPTH, Schema, resolve
+from stream.simulator.teacher import Teacher
 
 Event = tuple[str, str]
 _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
@@ -43,16 +44,18 @@ SENTIMENTS = ["positive", "negative", "neutral"]
 class Writer:
     """Generates one JSON value for a schema, from the text of one event."""
 
-    def __init__(self, root: Schema, salt: object = None) -> None:
+    def __init__(self, root: Schema, salt: object = None, teacher: Teacher | None = None) -> None:
         self.root = root
         self.salt = salt
+        self.teacher = teacher
 
     def value(self, schema: Schema, text: str, path: str, depth: int = 0) -> Any:
         schema = resolve(schema, self.root)
         if "const" in schema:
             return schema["const"]
         if isinstance(schema.get("enum"), list):
-            return labels.enum_value(schema["enum"], text, path)
+            taught = self.teacher.enum(schema["enum"], text) if self.teacher else None
+            return labels.enum_value(schema["enum"], text, path) if taught is None else taught
         variants = schema.get("anyOf") or schema.get("oneOf")
         if isinstance(variants, list) and variants:
             chosen = self._variant([resolve(v, self.root) for v in variants], depth)
@@ -73,6 +76,9 @@ class Writer:
         if kind == "boolean":
             return labels.boolean_value(name, text, path)
         if kind in ("number", "integer"):
+            taught = self.teacher.score(path, text) if self.teacher else None
+            if taught is not None:
+                return taught
             return self._number(schema, str(kind), name, text, path)
         if kind == "null":
             return None
@@ -213,9 +219,16 @@ def _event_id(schema: Schema, event_id: str) -> object:
     return event_id
 
 
-def structured(schema: Schema, events: Sequence[Event], fallback: str, salt: object) -> Any:
-    """The answer for ``events`` (or the ``fallback`` text when there are none)."""
-    writer = Writer(schema, salt)
+def structured(
+    schema: Schema,
+    events: Sequence[Event],
+    fallback: str,
+    salt: object,
+    teacher: Teacher | None = None,
+) -> Any:
+    """The answer for ``events`` (or the ``fallback`` text when there are none); a
+    ``teacher`` answers the labelled fields of the texts it knows."""
+    writer = Writer(schema, salt, teacher)
     items = batch_items(schema, schema)
     if items is None:
         text = events[0][1] if events else fallback

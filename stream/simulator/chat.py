@@ -21,6 +21,7 @@ from stream.simulator.chat_request import ChatRequest, parse_chat
 from stream.simulator.errors import ApiError, bad_request, json_response, read_json
 from stream.simulator.jsonschema import outside, spoil_enum
 from stream.simulator.state import STATE, SimState
+from stream.simulator.teacher import Teacher
 
 SERVER_ERRORS = {
     "error_500": (500, "The server had an error while processing your request. Sorry about that!"),
@@ -56,19 +57,19 @@ def _admit(state: SimState, chat: ChatRequest, prompt_tokens: int, fault: str | 
     state.limiter.enforce(reserve, chat.model)
 
 
-def _answer(chat: ChatRequest, salt: object) -> tuple[Any, str]:
+def _answer(chat: ChatRequest, salt: object, teacher: Teacher | None) -> tuple[Any, str]:
     """The parsed answer (None in text mode) and its text."""
     events = parse_events(chat.last_user)
     texts = [text for _, text in events]
     oracle.expect([*texts, "\n".join(texts), chat.last_user])
     if chat.mode == "json_schema" and chat.schema is not None:
-        value = answers.structured(chat.schema, events, chat.last_user, salt)
+        value = answers.structured(chat.schema, events, chat.last_user, salt, teacher)
     elif chat.mode == "json_object":
         schema = answers.embedded_schema(chat.instructions) or answers.embedded_schema(
             chat.last_user
         )
         if schema is not None:
-            value = answers.structured(schema, events, chat.last_user, salt)
+            value = answers.structured(schema, events, chat.last_user, salt, teacher)
         else:
             value = answers.free_object(events, chat.last_user)
     else:
@@ -91,9 +92,11 @@ def _wrong_enum(chat: ChatRequest, value: Any) -> str:
     ).decode()
 
 
-def _choice(chat: ChatRequest, index: int, fault: str) -> tuple[dict[str, Any], int]:
+def _choice(
+    chat: ChatRequest, index: int, fault: str, teacher: Teacher | None = None
+) -> tuple[dict[str, Any], int]:
     """One choice and its completion tokens."""
-    value, content = _answer(chat, (chat.seed, index))
+    value, content = _answer(chat, (chat.seed, index), teacher)
     finish = "stop"
     refusal: str | None = None
     if fault == "refusal":
@@ -132,7 +135,7 @@ async def handle(request: web.Request) -> web.Response:
         state.stats.faults[fault] += 1
     choices, completion_tokens = [], 0
     for index in range(chat.n):
-        choice, tokens = _choice(chat, index, fault)
+        choice, tokens = _choice(chat, index, fault, state.teacher)
         choices.append(choice)
         completion_tokens += tokens
     tier = _tier(chat.service_tier)

@@ -47,6 +47,7 @@ def add_simulator_command(
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=shown)
         else:
             metavar = "RATE" if name in FAULT_RATES else {int: "N", float: "X"}.get(kind, "TEXT")
+            metavar = "FILE" if name == "teacher" else metavar
             parser.add_argument(flag, type=kind, metavar=metavar, help=shown)
     parser.set_defaults(handler=_cmd_simulate)
 

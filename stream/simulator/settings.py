@@ -20,7 +20,9 @@ FAULT_RATES = (
     "refusal",
 )
 # Settings fixed at start-up: a running server cannot move or reseed itself.
-STARTUP_ONLY = frozenset({"host", "port", "seed", "cache_blocks", "log_teacher"})
+STARTUP_ONLY = frozenset(
+    {"host", "port", "seed", "cache_blocks", "teacher", "teacher_noise", "log_teacher"}
+)
 
 
 class SimulatorSettings(BaseModel):
@@ -55,6 +57,14 @@ class SimulatorSettings(BaseModel):
     seed: int | None = Field(None, description="seed for latency and fault draws")
     cache_blocks: int = Field(
         200_000, ge=1, description="prefix-cache capacity, in 128-token blocks (LRU)"
+    )
+    teacher: str | None = Field(
+        None,
+        description="a labelled CSV/JSONL: texts found in it are answered with its label "
+        "(see stream/simulator/teacher.py)",
+    )
+    teacher_noise: float = Field(
+        0.1, ge=0, le=1, description="share of the teacher's texts whose label is flipped"
     )
     log_teacher: str | None = Field(
         None,

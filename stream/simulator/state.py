@@ -17,6 +17,7 @@ from stream.simulator.cache import PrefixCache
 from stream.simulator.limits import RateLimiter
 from stream.simulator.log_teacher import LogTeacher, load_teacher
 from stream.simulator.settings import SimulatorSettings
+from stream.simulator.teacher import Teacher, load
 
 
 @dataclass
@@ -57,6 +58,9 @@ class SimState:
         self.stats = Stats()
         self.rng = random.Random(settings.seed)
         self.closing = asyncio.Event()
+        self.teacher: Teacher | None = None
+        if settings.teacher is not None:
+            self.teacher = load(settings.teacher, settings.teacher_noise, settings.seed)
         self.log_teacher = load_log_teacher(settings.log_teacher)
 
     def configure(self, changes: dict[str, Any]) -> SimulatorSettings:
