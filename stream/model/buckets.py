@@ -8,8 +8,9 @@ before they start and give back the difference when the response's ``usage`` is 
 The configured limits are the account's. A replica of a consumer group takes the share
 ``set_share`` gives it (its part of the input partitions); the server's
 ``x-ratelimit-remaining-*`` headers pull the bucket down to this replica's share of what
-the account has left, and ``x-ratelimit-limit-*`` lowers the account's limit if it is
-lower than configured, so replicas sharing an account stay under its limit together.
+the account has left, and ``x-ratelimit-limit-*`` sets the account's limit (never above
+the configured one), so replicas sharing an account stay under its limit together and
+speed up again when a lowered limit is lifted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class TokenBucket:
     """``per_minute`` units a minute; 0 means unlimited."""
 
     def __init__(self, per_minute: float, clock: Clock = time.monotonic) -> None:
-        self.account = per_minute  # the account's limit (configured or from headers)
+        self.configured = per_minute  # the account's limit as configured
+        self.account = per_minute  # as the server states it now, never above configured
         self.share = 1.0
         self.per_minute = per_minute
         self._clock = clock
@@ -43,11 +45,15 @@ class TokenBucket:
         self._rescale()
 
     def set_account(self, limit: float) -> None:
-        """The account's limit as the server states it, if below the configured one."""
-        if self.unlimited or limit <= 0 or limit >= self.account:
+        """The account's limit as the server states it, capped at the configured one. It
+        follows the server both ways: a limit lowered for a while (a storm of 429s) is
+        raised again when the server says so, or the client would stay slow for good."""
+        if self.unlimited or limit <= 0:
             return
-        self.account = limit
-        self._rescale()
+        account = min(limit, self.configured)
+        if account != self.account:
+            self.account = account
+            self._rescale()
 
     def _rescale(self) -> None:
         if self.account <= 0:

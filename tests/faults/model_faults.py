@@ -21,6 +21,7 @@ import orjson
 
 from schemas.dlq import DlqEnvelope
 from stream.config import Settings
+from stream.model.buckets import RateBudget
 from stream.model.service import ModelService
 from stream.runtime.processor import Processor
 from tests.faults.lab import Feeder, Lab, Tally, account, produce, read_topic, rss_mib, topics
@@ -306,12 +307,18 @@ STORMS: tuple[tuple[str, dict[str, int]], ...] = (
 )
 
 
+def _back_up(budget: RateBudget) -> bool:
+    """Both buckets at more than half of the configured limits again."""
+    return all(b.per_minute > b.configured * b.share / 2 for b in (budget.requests, budget.tokens))
+
+
 async def rate_limit_storms(lab: Lab, storm_s: float = 8.0, calm_s: float = 4.0) -> Tally:
     """Three storms of 429s: the server's request limit, then its token limit, then both,
     drop far below what the client believes it may send, for ``storm_s`` each.
 
-    Facts: 429s the server sent and the client saw, retries, the breaker, and how long
-    the backlog took once the last storm ended.
+    Facts: 429s the server sent and the client saw, retries, the breaker, the limits the
+    client used in each storm and how soon it raised them again, and how long the
+    backlog took once the last storm ended.
     """
     tally = Tally(f"429 storms: 3 x {storm_s:.0f} s of a server limit far below the client's")
     began = time.monotonic()
@@ -323,11 +330,19 @@ async def rate_limit_storms(lab: Lab, storm_s: float = 8.0, calm_s: float = 4.0)
             stats, client = run.processor.stats, run.service.client
             with Feeder(lab.bootstrap, src, review, rate=60, start=200) as feed:
                 await run.until(lambda: stats.produced >= 150, 60, "progress")
-                for _name, limits in STORMS:
+                budget = client.budget
+                followed: dict[str, dict[str, float]] = {}
+                for name, limits in STORMS:
                     await sim_config(lab.simulator, **limits)
                     await run.run_for(storm_s)
+                    storm = (budget.requests.per_minute, budget.tokens.per_minute)
                     await sim_config(lab.simulator, rpm=HEALTHY["rpm"], tpm=HEALTHY["tpm"])
+                    # The next answer's headers state the lifted limit; a client throttled
+                    # to the storm's limit sees one within a request's refill time.
+                    raised_s = await run.until(lambda: _back_up(budget), 60, "limits raised")
                     await run.run_for(calm_s)
+                    followed[name] = {"storm_rpm": storm[0], "storm_tpm": storm[1],
+                                      "raised_after_s": round(raised_s, 1)}  # fmt: skip
                 total = feed.stop()
             drain_s = await run.until(run.handled(total), 180, "all handled")
         sim = await sim_stats(lab.simulator)
@@ -340,11 +355,14 @@ async def rate_limit_storms(lab: Lab, storm_s: float = 8.0, calm_s: float = 4.0)
         "breaker_opened": client.breaker.opened,
         "pauses": stats.pauses,
         "drained_after_last_storm_s": round(drain_s, 1),
+        "client_limits": followed,
     }
     tally.notes = (
         f"{tally.facts['answers_429']} answers 429 (requests, tokens, both); "
         f"{stats.retries} event retries; breaker opened {client.breaker.opened} times; "
-        f"none dead-lettered; backlog done {drain_s:.0f} s after the last storm"
+        f"none dead-lettered; limits raised again "
+        f"{', '.join(str(f['raised_after_s']) for f in followed.values())} s after each storm; "
+        f"backlog done {drain_s:.0f} s after the last storm"
     )
     tally.seconds = time.monotonic() - began
     return tally

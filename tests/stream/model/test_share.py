@@ -40,7 +40,7 @@ def test_a_share_scales_the_buckets() -> None:
 
 def test_headers_count_the_share_of_what_the_account_has_left() -> None:
     """Two replicas, each at half: the server's remaining is shared between them, and a
-    limit below the configured one lowers the account's."""
+    limit below the configured one lowers the account's, one above it counts as configured."""
     budget = RateBudget(rpm=600, tpm=100_000)
     budget.set_share(0.5)
     budget.sync_headers({"x-ratelimit-remaining-tokens": "20000"})
@@ -49,7 +49,19 @@ def test_headers_count_the_share_of_what_the_account_has_left() -> None:
     assert budget.requests.per_minute == pytest.approx(150)
     assert budget.tokens.per_minute == pytest.approx(50_000)
     budget.sync_headers({"x-ratelimit-limit-requests": "6000"})  # never above configured
-    assert budget.requests.per_minute == pytest.approx(150)
+    assert budget.requests.per_minute == pytest.approx(300)
+
+
+def test_a_lowered_limit_rises_again_when_the_server_says_so() -> None:
+    """A storm lowers the server's limit for a while; once its headers state the old
+    limit again, the client sends at it again (it used to stay at the storm's for good)."""
+    budget = RateBudget(rpm=600, tpm=100_000)
+    budget.sync_headers({"x-ratelimit-limit-requests": "6", "x-ratelimit-limit-tokens": "8000"})
+    assert budget.requests.per_minute == pytest.approx(6)
+    assert budget.tokens.per_minute == pytest.approx(8000)
+    budget.sync_headers({"x-ratelimit-limit-requests": "5000", "x-ratelimit-limit-tokens": "2e6"})
+    assert budget.requests.per_minute == pytest.approx(600)
+    assert budget.tokens.per_minute == pytest.approx(100_000)
 
 
 def test_nothing_assigned_is_not_unlimited() -> None:
