@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from stream import __version__, logs, metrics
+from stream import __version__
 from stream.cli import EXIT_UNAVAILABLE
 from stream.config import Settings
 from stream.dlq import DEFAULT_MAX_RECORD_BYTES
@@ -17,6 +17,7 @@ from stream.model.errors import ModelUnreachable
 from stream.model.service import ModelService
 from stream.routes import build_routes, needs_model
 from stream.runtime.processor import Processor
+from stream.telemetry import logs, metrics
 
 log = logging.getLogger("sluicegate")
 

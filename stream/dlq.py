@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from schemas.dlq import DlqEnvelope
 from stream import __version__, secrets
-from stream.command import sluicegate_command
+from stream.cli.command import sluicegate_command
 from stream.config import DlqSettings
 from stream.errors import DlqCapExceeded, SluicegateError
 from stream.kafka import headers as h

@@ -12,7 +12,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from stream.config import KafkaSettings
 from stream.errors import KafkaUnavailable
-from stream.logs import librdkafka_logger
+from stream.telemetry.logs import librdkafka_logger
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:

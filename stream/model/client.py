@@ -30,7 +30,6 @@ from pydantic import BaseModel, create_model
 from handlers.model import Task
 from schemas.errors import SluicegateError
 from stream.config import ModelSettings
-from stream.histogram import Histogram
 from stream.model.breaker import CircuitBreaker
 from stream.model.buckets import RateBudget
 from stream.model.concurrency import AimdLimit
@@ -47,6 +46,7 @@ from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
 from stream.model.reserve import CompletionReserve
 from stream.model.tokens import estimate_messages, estimate_tokens
 from stream.model.validate import collect
+from stream.telemetry.histogram import Histogram
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -29,7 +29,7 @@ from stream.kafka.sink import Sink
 from stream.runtime.delivery import Delivery, Failure
 from stream.runtime.guarantee import Answer, Core
 from stream.runtime.partition import TP, Partition
-from stream.stats import backoff
+from stream.telemetry.stats import backoff
 
 log = logging.getLogger("stream.runtime")
 

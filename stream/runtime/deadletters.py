@@ -16,8 +16,8 @@ from stream.config import Settings
 from stream.dlq import DEFAULT_MAX_RECORD_BYTES, DlqCap, dead_letter
 from stream.errors import SluicegateError
 from stream.kafka.headers import with_offset
-from stream.logs import event_fields
 from stream.runtime.partition import Partition, Route
+from stream.telemetry.logs import event_fields
 
 log = logging.getLogger("stream.runtime")
 

@@ -23,7 +23,7 @@ from stream.errors import ProducerFenced, TransactionAborted
 from stream.kafka.sink import Sink
 from stream.runtime.guarantee import Answer, Core
 from stream.runtime.partition import TP, Partition
-from stream.stats import backoff
+from stream.telemetry.stats import backoff
 
 log = logging.getLogger("stream.runtime")
 

@@ -14,11 +14,11 @@ from confluent_kafka import Message
 
 from handlers.base import Result
 from schemas.records import SourceRecord, make
-from stream.histogram import Histogram
 from stream.kafka.headers import SOURCE_OFFSET, header_tuples
 from stream.runtime.deadletters import DeadLetters
 from stream.runtime.guarantee import Answer
 from stream.runtime.partition import Partition
+from stream.telemetry.histogram import Histogram
 
 log = logging.getLogger("stream.runtime")
 

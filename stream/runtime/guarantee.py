@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
-from stream.histogram import Histogram
 from stream.kafka.sink import Sink
 from stream.runtime.deadletters import DeadLetters
 from stream.runtime.partition import TP, Partition
-from stream.stats import Stats
+from stream.telemetry.histogram import Histogram
+from stream.telemetry.stats import Stats
 
 # The fast path's common case: (record, output value, output headers) to the route's topic.
 Answer = tuple[SourceRecord, bytes, list[tuple[str, bytes | None]]]

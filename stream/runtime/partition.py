@@ -21,7 +21,7 @@ from stream.config import RouteSettings
 from stream.kafka.headers import partition_trace
 from stream.runtime.lanes import Lanes
 from stream.runtime.offsets import PartitionOffsets
-from stream.stats import RouteCounts
+from stream.telemetry.stats import RouteCounts
 
 TP = tuple[str, int]
 

@@ -32,12 +32,10 @@ from schemas.records import OutRecord, SourceRecord
 from stream.config import Settings
 from stream.dlq import DlqCap
 from stream.errors import ConfigError, EventError, SluicegateError
-from stream.histogram import Histogram
 from stream.kafka.admin import partition_counts
 from stream.kafka.errors import map_kafka_error
 from stream.kafka.headers import with_offset
 from stream.kafka.source import Source
-from stream.logs import EVENT, event_fields
 from stream.model.service import ModelService
 from stream.routes import build_routes
 from stream.runtime.atleastonce import AtLeastOnce
@@ -48,7 +46,9 @@ from stream.runtime.guarantee import Guarantee
 from stream.runtime.offsets import increasing
 from stream.runtime.partition import TP, Partition, Route, output_records
 from stream.runtime.watchdog import Stall, Watchdog
-from stream.stats import Stats, backoff
+from stream.telemetry.histogram import Histogram
+from stream.telemetry.logs import EVENT, event_fields
+from stream.telemetry.stats import Stats, backoff
 
 log = logging.getLogger("stream.runtime")
 

@@ -12,7 +12,7 @@ from handlers.base import Handler, HandlerOptions, Result
 from schemas.records import SourceRecord
 from stream.config import Settings
 from stream.runtime.processor import Processor
-from stream.stats import Stats
+from stream.telemetry.stats import Stats
 from tests.bench.workload import BrokenRun, fresh_name
 
 ROUTE = "bench"

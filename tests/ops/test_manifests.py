@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from stream import cli, config
-from stream.demo import PARTITIONS, SAMPLES
+from stream.cli.demo import PARTITIONS, SAMPLES
 from stream.routes import build_routes
 from tests.test_deploy_files import KNOWN_OTHER_ENV, OURS, environment
 
@@ -41,7 +41,7 @@ DASHBOARD = GRAFANA / "sluicegate-dashboard.json"
 K8S = OPS / "k8s"
 MANIFEST_DIRS = (PROMETHEUS, GRAFANA, K8S)
 
-# Exposed names of families that stream/metrics.py builds without a literal name the
+# Exposed names of families that stream/telemetry/metrics.py builds without a literal name the
 # scan below can see (the ``histogram()`` helper takes the name as an argument). Keep in
 # step with /metrics; an entry that the scan also finds is harmless.
 EXPORTED_ALSO = frozenset(
@@ -70,7 +70,7 @@ def _exposed(constructor: str, name: str) -> set[str]:
 
 
 class _FamilyScan(ast.NodeVisitor):
-    """Names of the families stream/metrics.py builds: literal first arguments, and
+    """Names of the families stream/telemetry/metrics.py builds: literal first arguments, and
     f"sluicegate_{x}" inside ``for x in ("a", "b")`` loops."""
 
     def __init__(self) -> None:
@@ -124,7 +124,7 @@ class _FamilyScan(ast.NodeVisitor):
 
 def exported_metrics() -> set[str]:
     scan = _FamilyScan()
-    scan.visit(ast.parse((REPO / "stream" / "metrics.py").read_text()))
+    scan.visit(ast.parse((REPO / "stream" / "telemetry" / "metrics.py").read_text()))
     return scan.names | EXPORTED_ALSO
 
 
@@ -169,7 +169,7 @@ def test_promql_name_extraction(expr: str, names: set[str]) -> None:
 
 
 def test_exported_metrics_are_found_in_the_code() -> None:
-    """The scan of stream/metrics.py sees literal and loop-built families, so the checks
+    """The scan of stream/telemetry/metrics.py sees literal and loop-built families, so the checks
     against EXPORTED are not vacuous."""
     found = exported_metrics() - EXPORTED_ALSO
     assert {"sluicegate_in_flight_events", "sluicegate_model_breaker_state"} <= found

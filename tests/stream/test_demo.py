@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.dlq import DlqEnvelope
-from stream import demo
+from stream.cli import demo
 from stream.config import KafkaSettings
 from tests.kafkautil import consume
 from tests.stream.harness import source_of

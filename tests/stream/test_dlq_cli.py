@@ -10,8 +10,8 @@ from confluent_kafka import Producer
 
 from schemas.dlq import DlqEnvelope
 from stream import cli
+from stream.cli.dlq import escape, preview
 from stream.dlq import dead_letter
-from stream.dlq_cli import escape, preview
 from stream.errors import BadInput
 from stream.records import OutRecord, SourceRecord
 from tests.conftest import TopicFactory

@@ -21,10 +21,10 @@ from handlers.base import Handler, HandlerContext, HandlerOptions, Result
 from handlers.model import Task
 from schemas.dlq import DlqEnvelope
 from schemas.records import SourceRecord
-from stream import metrics
 from stream.config import BudgetSettings, KafkaSettings, MetricsSettings, Settings
 from stream.model.service import ModelService
 from stream.runtime.processor import Processor
+from stream.telemetry import metrics
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 from tests.simutil import sim_config, sim_stats

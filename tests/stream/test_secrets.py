@@ -22,11 +22,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import cli, config, logs, secrets
+from stream import cli, config, secrets
 from stream.config import KafkaSettings, LogSettings
 from stream.dlq import dead_letter
 from stream.errors import ConfigError, SluicegateError
 from stream.records import SourceRecord
+from stream.telemetry import logs
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 

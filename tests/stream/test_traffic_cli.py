@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from stream import cli
+from stream.cli.produce import describe, read_records
 from stream.config import KafkaSettings
-from stream.produce_cli import describe, read_records
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 

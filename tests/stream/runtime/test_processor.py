@@ -21,14 +21,14 @@ from handlers.echo import EchoOptions
 from schemas.dlq import DlqEnvelope
 from schemas.enriched import Alert
 from schemas.records import SourceRecord
+from stream.cli.dlq import ReadStats, read_envelopes
 from stream.config import KafkaSettings, LogSettings
 from stream.dlq import is_raw
-from stream.dlq_cli import ReadStats, read_envelopes
 from stream.errors import DlqCapExceeded
 from stream.kafka.headers import DLQ_ERROR_CLASS, DLQ_STAGE, PROCESSOR_VERSION, header
-from stream.logs import make_handler
 from stream.model.errors import ModelRequestRejected
 from stream.runtime.processor import Processor
+from stream.telemetry.logs import make_handler
 from tests.conftest import TopicFactory
 from tests.kafkautil import consume, produce
 from tests.stream.harness import all_handled, run_until, settings_for, source_of

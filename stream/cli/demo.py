@@ -32,17 +32,17 @@ from rich.table import Table
 from handlers.base import Handler
 from schemas.dlq import DlqEnvelope
 from schemas.enriched import Alert, EnrichedEvent
-from stream.command import sluicegate_command
+from stream.cli.command import sluicegate_command
 from stream.config import KafkaSettings, Ordering, Settings, load
 from stream.kafka.admin import check_reachable, ensure_topics
-from stream.logs import librdkafka_logger
 from stream.model.cost import Tally
 from stream.model.endpoint import model_service
 from stream.model.service import ModelService
 from stream.routes import build_routes
 from stream.runtime.processor import Processor
 from stream.secrets import mask_url
-from stream.stats import Stats
+from stream.telemetry.logs import librdkafka_logger
+from stream.telemetry.stats import Stats
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stream.config import KafkaSettings, load
 from stream.errors import ConfigError
 from stream.kafka.admin import check_reachable
-from stream.logs import librdkafka_logger
+from stream.telemetry.logs import librdkafka_logger
 
 
 def add_traffic_commands(sub: Any) -> None:

@@ -47,7 +47,8 @@ def add_eval_command(sub: Any) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from stream import evaluate, evaluate_logs  # noqa: PLC0415 - keeps `--help` fast
+    from stream.evaluation import handlers as evaluate  # noqa: PLC0415 - keeps `--help` fast
+    from stream.evaluation import logs as evaluate_logs  # noqa: PLC0415
 
     settings = load(args.config)
     for path in args.data:

@@ -17,14 +17,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stream import __version__, logs, secrets
+from stream import __version__, secrets
+from stream.cli.cost import add_cost_commands
+from stream.cli.dlq import add_dlq_commands
+from stream.cli.eval import add_eval_command
+from stream.cli.produce import add_traffic_commands
 from stream.config import load
-from stream.cost_cli import add_cost_commands
-from stream.dlq_cli import add_dlq_commands
 from stream.errors import ConfigError, KafkaUnavailable, SluicegateError
-from stream.eval_cli import add_eval_command
-from stream.produce_cli import add_traffic_commands
 from stream.simulator.cli import add_simulator_command
+from stream.telemetry import logs
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -148,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
+    from stream.cli.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
 
     return run_demo(args.bootstrap_servers, produce_only=args.produce_only)
 

@@ -9,7 +9,7 @@ model's judgement, and the report says so.
 
 Formats read (see ``../shared/datasets/README.md``): sentiment CSV with ``text`` and
 ``label_text`` (positive/negative); moderation JSONL with ``prompt`` and 0/1 flags per
-category code. Log parsing (Loghub) is stream/evaluate_logs.py.
+category code. Log parsing (Loghub) is stream/evaluation/logs.py.
 """
 
 from __future__ import annotations

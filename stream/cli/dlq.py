@@ -26,7 +26,7 @@ from stream.config import KafkaSettings, Settings, load
 from stream.dlq import from_raw, is_raw
 from stream.errors import ConfigError, KafkaError, KafkaUnavailable, ProduceFailed
 from stream.kafka.headers import OURS_PREFIX, message_headers
-from stream.logs import librdkafka_logger
+from stream.telemetry.logs import librdkafka_logger
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, Producer

@@ -29,10 +29,10 @@ from prometheus_client.registry import Collector
 from handlers.base import Handler
 from stream.config import KafkaSettings, MetricsSettings
 from stream.errors import KafkaUnavailable
-from stream.histogram import Histogram
 from stream.kafka.admin import check_reachable
 from stream.model.service import ModelService
 from stream.runtime.processor import Processor
+from stream.telemetry.histogram import Histogram
 
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 

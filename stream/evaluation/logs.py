@@ -30,7 +30,7 @@ from handlers.base import HandlerContext
 from handlers.logs import LogsHandler
 from handlers.logs.templates import normalize_template
 from stream.config import Settings
-from stream.evaluate import Row, _NoModel, _tally, build, grouping_accuracy, run_handler
+from stream.evaluation.handlers import Row, _NoModel, _tally, build, grouping_accuracy, run_handler
 from stream.model.endpoint import configured, model_service
 from stream.model.service import ModelService
 
