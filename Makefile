@@ -78,6 +78,7 @@ bench-logs: install ## log parsing: time per line on the Loghub systems and on a
 .PHONY: reliability
 reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md
 	$(PY) -m tests.faults.reliability --write RELIABILITY.md
+	$(PY) -m pytest -m reliability tests/stream  # the test-suite cases kept out of make test
 
 schemas: install ## rewrite the JSON Schema files in schemas/json from the models
 	$(PY) -m schemas.export

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from stream.cli import main
+from stream.cli.commands import main
 
 sys.exit(main())

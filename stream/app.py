@@ -8,7 +8,7 @@ import signal
 import sys
 
 from stream import __version__
-from stream.cli import EXIT_UNAVAILABLE
+from stream.cli.commands import EXIT_UNAVAILABLE
 from stream.config import Settings
 from stream.dlq import DEFAULT_MAX_RECORD_BYTES
 from stream.errors import ConfigError

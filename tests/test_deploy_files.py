@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stream import cli, config
+from stream import config
+from stream.cli import commands as cli
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stream import cli, config
+from stream import config
+from stream.cli import commands as cli
 from stream.cli.demo import PARTITIONS, SAMPLES
 from stream.routes import build_routes
 from tests.test_deploy_files import KNOWN_OTHER_ENV, OURS, environment

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream import cli
+from stream.cli import commands as cli
 
 
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream import cli
+from stream.cli import commands as cli
 
 
 def rows(out: str) -> dict[str, list[str]]:

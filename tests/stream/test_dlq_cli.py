@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas.dlq import DlqEnvelope
-from stream import cli
+from stream.cli import commands as cli
 from stream.cli.dlq import escape, preview
 from stream.dlq import dead_letter
 from stream.errors import BadInput

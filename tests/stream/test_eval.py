@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream import cli
+from stream.cli import commands as cli
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import cli, config, secrets
+from stream import config, secrets
+from stream.cli import commands as cli
 from stream.config import KafkaSettings, LogSettings
 from stream.dlq import dead_letter
 from stream.errors import ConfigError, SluicegateError

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream import cli
+from stream.cli import commands as cli
 from stream.cli.produce import describe, read_records
 from stream.config import KafkaSettings
 from tests.conftest import TopicFactory

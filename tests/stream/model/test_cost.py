@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream import cli
+from stream.cli import commands as cli
 from stream.config import BudgetSettings, Prices
 from stream.errors import ConfigError
 from stream.model.cost import DAY_S, CostMeter, cost_usd
