@@ -171,6 +171,19 @@ def test_config_check_masks_librdkafka_options_and_url_userinfo(
     assert shown["kafka"]["producer_extra"]["acks"] == "all"
     assert shown["kafka"]["producer_extra"]["ssl.key.location"] == "/etc/key.pem"
     assert shown["model"]["base_url"] == "https://**********@llm.example/v1"
+    # Token counts are sizes, shown as they are.
+    assert shown["model"]["max_completion_tokens"] == config.ModelSettings().max_completion_tokens
+    assert shown["model"]["batch_max_tokens"] == config.ModelSettings().batch_max_tokens
+
+
+def test_secret_keys_by_name() -> None:
+    """A token or a password is secret; a count of tokens is not."""
+    for key in ("sasl.password", "access_token", "OPENAI_API_KEY", "oauth.token.value",
+                "ssl.key.password", "client_secret"):  # fmt: skip
+        assert secrets.is_secret_key(key), key
+    for key in ("max_completion_tokens", "batch_max_tokens", "sasl.mechanism",
+                "ssl.key.location", "prompt_tokens"):  # fmt: skip
+        assert not secrets.is_secret_key(key), key
 
 
 @pytest.mark.usefixtures("clean_env")
