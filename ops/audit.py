@@ -24,22 +24,38 @@ REPO = Path(__file__).resolve().parents[1]
 PIP_AUDIT = "pip-audit==2.10.1"
 
 
-def _ensure_pip_audit() -> None:
-    probe = subprocess.run(
-        [sys.executable, "-m", "pip_audit", "--version"], capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--progress-bar", "off", PIP_AUDIT],
-            check=True,
-        )
+NO_SOURCE = "no vulnerability source was reachable, nothing was checked"
 
 
-def audit(requirements: Path, service: str) -> int:
-    _ensure_pip_audit()
+def _ensure_pip_audit(python: str) -> str | None:
+    """None once pip-audit runs under ``python``; else why it could not be installed."""
+    probe = subprocess.run([python, "-m", "pip_audit", "--version"], capture_output=True,
+                           check=False)  # fmt: skip
+    if probe.returncode == 0:
+        return None
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--progress-bar", "off", PIP_AUDIT],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if install.returncode == 0:
+        return None
+    return _last_line(install.stderr)
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1].strip()
+
+
+def audit(requirements: Path, service: str, python: str = sys.executable) -> int:
+    why = _ensure_pip_audit(python)
+    if why is not None:
+        print(f"audit: {NO_SOURCE}: pip-audit ({PIP_AUDIT}) is not installed and could not "
+              f"be installed ({why}). Run `make audit` where the package index answers.",
+              file=sys.stderr)  # fmt: skip
+        return 2
     run = subprocess.run(
         [
-            sys.executable, "-m", "pip_audit", "--requirement", str(requirements),
+            python, "-m", "pip_audit", "--requirement", str(requirements),
             "--no-deps", "--disable-pip", "--progress-spinner", "off",
             "--vulnerability-service", service, "--format", "json",
         ],
@@ -48,8 +64,9 @@ def audit(requirements: Path, service: str) -> int:
     try:
         report = json.loads(run.stdout)
     except json.JSONDecodeError:
-        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"audit: pip-audit could not query {service!r}: {last}", file=sys.stderr)
+        print(f"audit: {NO_SOURCE}: pip-audit could not query {service!r} "
+              f"({_last_line(run.stderr)}). Run `make audit` where it answers "
+              "(or try --service osv / pypi).", file=sys.stderr)  # fmt: skip
         return 2
     code, lines = verdict(report, service)
     print("\n".join(lines), file=sys.stderr if code == 2 else sys.stdout)
@@ -73,8 +90,9 @@ def verdict(report: dict[str, Any], service: str) -> tuple[int, list[str]]:
         return 1, lines
     if skipped or not deps:
         reason = skipped[0]["skip_reason"] if skipped else "pip-audit listed no dependency"
+        prefix = f"audit: {NO_SOURCE}: " if len(skipped) == len(deps) else "audit: "
         lines.append(
-            f"audit: {len(skipped)} of {len(deps)} dependencies could not be checked, e.g. "
+            f"{prefix}{len(skipped)} of {len(deps)} dependencies could not be checked, e.g. "
             f"{reason!r}. The vulnerability service ({service}) does not answer from this "
             "machine; run `make audit` where it does (or --service osv)."
         )

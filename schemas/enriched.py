@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from stream import secrets
 
 SCHEMA_VERSION = 1
 
@@ -97,3 +99,16 @@ class Alert(BaseModel):
     at: AwareDatetime
     details: dict[str, Any] = Field(default_factory=dict)
     enriched: EnrichedEvent | None = Field(None, description="the event that raised it")
+
+    # What an alert says of itself is masked as it is made: a reason can quote a
+    # provider's message (with the key it refused), a detail a log line's password=...
+    # The event it carries is the producer's data, published as it came.
+    @field_validator("reason", "dedup_key")
+    @classmethod
+    def _mask_text(cls, value: str) -> str:
+        return secrets.mask_text(value)
+
+    @field_validator("details")
+    @classmethod
+    def _mask_details(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return secrets.mask_mapping(value)

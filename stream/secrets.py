@@ -86,7 +86,13 @@ def is_secret_key(key: str) -> bool:
         return not name.endswith(("location", "username"))
     if name in ("authorization", "proxy_authorization", "x_api_key", "api_key", "cookie"):
         return True
-    return any(word in name for word in _SECRET_WORDS)
+    # "tokens" counts (max_completion_tokens, batch_max_tokens) are sizes, not secrets.
+    return any(word in name for word in _SECRET_WORDS if word != "token") or bool(
+        _TOKEN.search(name)
+    )
+
+
+_TOKEN = re.compile(r"token(?!s)")
 
 
 def mask_url(url: str) -> str:

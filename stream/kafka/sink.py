@@ -26,6 +26,7 @@ from stream.errors import KafkaError, ProducerFenced, TransactionAborted
 from stream.kafka.errors import map_kafka_error
 from stream.records import OutRecord
 from stream.runtime.delivery import Delivery
+from stream.telemetry.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Sink:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._producer = Producer(dict(self._conf), logger=log)
+        self._producer = Producer(dict(self._conf), logger=librdkafka_logger())
         self._poller = threading.Thread(target=self._poll, name="sluicegate-producer", daemon=True)
         self._poller.start()
         if self.transactional:

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from stream.config import KafkaSettings, LibrdkafkaValue
 from stream.kafka.errors import map_kafka_error
+from stream.telemetry.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Source:
         conf: dict[str, Any] = dict(self._conf)
         if self._on_commit is not None:
             conf["on_commit"] = self._committed
-        self._consumer = Consumer(conf, logger=log)
+        self._consumer = Consumer(conf, logger=librdkafka_logger())
         self._consumer.subscribe(
             self._topics,
             on_assign=self._assigned,

@@ -341,7 +341,7 @@ class Batcher:
                 self.cache.put(ask.key, output)
             future.set_result(
                 Reply(output, "model", model, spent.prompt, spent.cached, spent.completion,
-                      usd=usd, tier=spent.tier, calls=spent.calls)
+                      usd=usd, tier=spent.tier, calls=spent.calls, served_by=usage.model)
             )  # fmt: skip
 
     async def aclose(self) -> None:

@@ -70,6 +70,7 @@ class Usage:
     completion: int = 0
     calls: int = 0
     tier: str = "default"  # the tier the provider says it used
+    model: str = ""  # the model id the response names (the simulator's ends in -simulated)
 
 
 @dataclass
@@ -443,6 +444,7 @@ class ModelClient:
             usage.completion += estimate_tokens(completion.choices[0].message.content or "")
         usage.calls += 1
         usage.tier = completion.service_tier or tier or "default"
+        usage.model = completion.model or usage.model
         return completion
 
 

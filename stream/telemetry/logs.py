@@ -108,7 +108,7 @@ class RateLimitLibrdkafka(logging.Filter):
     last ``every_s`` seconds is dropped and counted; the next one said carries the count.
 
     confluent-kafka calls ``logger.log(level, "%s [%s] %s", facility, client, message)``;
-    the facility and message (durations and counters ignored) name the state."""
+    the facility, the client's kind and the message (numbers ignored) name the state."""
 
     def __init__(
         self, every_s: float = REPEAT_EVERY_S, clock: Callable[[], float] = time.monotonic
@@ -122,8 +122,9 @@ class RateLimitLibrdkafka(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        facility, message = (args[0], args[2]) if len(args) == 3 else ("", record.getMessage())
-        state = f"{facility} {_VARYING.sub('#', str(message))}"
+        facility, client, message = args if len(args) == 3 else ("", "", record.getMessage())
+        # The client's kind (consumer, producer) is part of the state, its number is not.
+        state = _VARYING.sub("#", f"{facility} {client} {message}")
         now = self.clock()
         with self._lock:
             said_at, repeats = self._seen.get(state, (None, 0))

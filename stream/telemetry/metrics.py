@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from handlers.base import Handler
+from stream import secrets
 from stream.config import KafkaSettings, MetricsSettings
 from stream.errors import KafkaUnavailable
 from stream.kafka.admin import check_reachable
@@ -49,6 +50,10 @@ class RuntimeCollector(Collector):
         self.handlers = dict(handlers or {})  # route name -> its handler
 
     def collect(self) -> Iterator[Metric]:
+        for metric in self._collect():
+            yield masked(metric)
+
+    def _collect(self) -> Iterator[Metric]:
         p = self.processor
         events = CounterMetricFamily(
             "sluicegate_events",
@@ -217,6 +222,16 @@ class BrokerCheck:
             except KafkaUnavailable as exc:
                 self._problem = str(exc)
         return self._problem
+
+
+def masked(metric: Metric) -> Metric:
+    """``metric`` with its label values masked: a name taken from the configuration or an
+    error's stage must not carry a secret onto the scrape."""
+    metric.samples = [
+        sample._replace(labels={k: secrets.mask_text(v) for k, v in sample.labels.items()})
+        for sample in metric.samples
+    ]
+    return metric
 
 
 def histogram(name: str, documentation: str, values: Histogram) -> HistogramMetricFamily:

@@ -86,7 +86,7 @@ async def test_sentiment_cascade_answers_clear_cases_locally(
     vague = {"review_id": "r2", "text": "It arrived on Tuesday in a brown box."}
     enriched, _ = await enrich(handler, record(vague))
     e = enriched.enrichment
-    assert (e.tier, e.source) == ("model", "gpt-5.4-nano")
+    assert (e.tier, e.source) == ("model", "gpt-5.4-nano-simulated")  # marked as such
     assert e.answer["sentiment"] in {"positive", "neutral", "negative", "frustrated"}
     assert e.answer["intent"] in {"purchase", "compare", "support", "return", "other"}
     assert e.tokens.prompt > 0
@@ -131,7 +131,7 @@ async def test_escalation_asks_the_larger_model_when_nano_hesitates(
     enriched, _ = await enrich(handler, record({"text": "Not sure how I feel about it."}))
     e = enriched.enrichment
     assert e.escalated
-    assert e.source == "gpt-5.4-mini"
+    assert e.source == "gpt-5.4-mini-simulated"
 
 
 async def test_moderation_local_safe_model_violates_and_alerts(

@@ -47,3 +47,20 @@ def test_default_instructions_make_batching_cheaper(capsys: pytest.CaptureFixtur
     found = rows(out)
     batched = next(v for k, v in found.items() if k.startswith("batches of"))
     assert float(batched[-1]) < float(found["one call per event"][-1])
+
+
+def test_readme_worked_example_is_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's cost table is this command's output with its defaults."""
+    from pathlib import Path  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### What will it cost?") :]
+    command = "sluicegate cost estimate --per-day 100000 --content-tokens 300 --output-tokens 20"
+    assert f"`{command}`" in section
+    assert cli.main(command.split()[1:]) == cli.EXIT_OK
+    found = rows(capsys.readouterr().out)
+    for label in ("one call per event", "batches of 16, cache 0%"):
+        requests, *_, input_usd, output_usd, per_day = found[label]
+        assert f"| {label} | {requests} | {input_usd} | {output_usd} | {per_day} |" in section

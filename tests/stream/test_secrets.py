@@ -172,6 +172,19 @@ def test_config_check_masks_librdkafka_options_and_url_userinfo(
     assert shown["kafka"]["producer_extra"]["acks"] == "all"
     assert shown["kafka"]["producer_extra"]["ssl.key.location"] == "/etc/key.pem"
     assert shown["model"]["base_url"] == "https://**********@llm.example/v1"
+    # Token counts are sizes, shown as they are.
+    assert shown["model"]["max_completion_tokens"] == config.ModelSettings().max_completion_tokens
+    assert shown["model"]["batch_max_tokens"] == config.ModelSettings().batch_max_tokens
+
+
+def test_secret_keys_by_name() -> None:
+    """A token or a password is secret; a count of tokens is not."""
+    for key in ("sasl.password", "access_token", "OPENAI_API_KEY", "oauth.token.value",
+                "ssl.key.password", "client_secret"):  # fmt: skip
+        assert secrets.is_secret_key(key), key
+    for key in ("max_completion_tokens", "batch_max_tokens", "sasl.mechanism",
+                "ssl.key.location", "prompt_tokens"):  # fmt: skip
+        assert not secrets.is_secret_key(key), key
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -295,3 +308,36 @@ def test_dlq_record_masks_secret_in_error_message() -> None:
     everything = (out.value or b"") + b"".join(v or b"" for _, v in out.headers)
     assert b"WWWW6666666" not in everything
     assert b"Incorrect API key provided" in everything
+
+
+def test_alerts_mask_what_they_say() -> None:
+    """An alert's reason quoting a provider's message, and a detail holding a password,
+    reach the alerts topic masked; the event it carries is left as the producer sent it."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from schemas.enriched import Alert  # noqa: PLC0415
+
+    alert = Alert(
+        kind="logs.level", severity="warning", dedup_key="k",
+        reason="model failed: Incorrect API key provided: sk-test-VVVV5555555",
+        at=datetime.now(UTC),
+        details={"template": "login with password=hunter2-ZZ9 failed", "api_key": "raw-key-1"},
+    )  # fmt: skip
+    text = alert.model_dump_json()
+    for secret in ("VVVV5555555", "hunter2-ZZ9", "raw-key-1"):
+        assert secret not in text
+    assert "Incorrect API key provided" in text
+    assert "login with password=" in text
+
+
+def test_metric_label_values_are_masked() -> None:
+    """A label value holding a registered secret is masked on the scrape."""
+    from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415
+
+    from stream.telemetry.metrics import masked  # noqa: PLC0415
+
+    secrets.register("label-SECRET-4242")
+    family = CounterMetricFamily("x", "doc", labels=["route", "stage"])
+    family.add_metric(["r-label-SECRET-4242", "model"], 1)
+    (sample,) = masked(family).samples
+    assert sample.labels == {"route": f"r-{secrets.MASK}", "stage": "model"}
