@@ -36,6 +36,7 @@ from stream.model.concurrency import AimdLimit
 from stream.model.errors import (
     ContextExceeded,
     FormatRejected,
+    MaxTokensRejected,
     ModelCircuitOpen,
     ModelOutputInvalid,
     ModelRateLimited,
@@ -43,6 +44,7 @@ from stream.model.errors import (
     ModelRequestRejected,
     ModelTimeout,
     map_openai_error,
+    names_max_tokens,
     names_response_format,
 )
 from stream.model.probe import address, probe
@@ -308,9 +310,32 @@ class ModelClient:
             f"{needs} tokens, the window is {self.context_tokens} (model.context_tokens, or "
             "learned from the server)", self.context_tokens, needs)  # fmt: skip
 
+    def _refused_parameter(
+        self, exc: openai.APIStatusError, mode: str, *, sent_max_tokens: bool
+    ) -> FormatRejected | None:
+        """The refusal of a parameter that discovery adjusts, if ``exc`` is one."""
+        message = f"HTTP {exc.status_code}: {exc.message}"
+        if sent_max_tokens and names_max_tokens(exc):
+            return MaxTokensRejected(message, mode)
+        if names_response_format(exc):
+            return FormatRejected(message, mode)
+        return None
+
     def _step_down(self, exc: FormatRejected) -> None:
         """The endpoint refused ``exc.mode``: take the next output mode (``auto``), or
-        stop with a message that says what to set."""
+        stop with a message that says what to set. For a refused ``max_tokens``: send
+        it no more (``auto``)."""
+        if isinstance(exc, MaxTokensRejected):
+            if self.settings.send_max_tokens is True:
+                raise ModelRequestRejected(
+                    f"the model endpoint at {self._where} refuses max_tokens ({exc}); set "
+                    'model.send_max_tokens = "auto" or false'
+                ) from None
+            if self.send_max_tokens:
+                self.send_max_tokens = False
+                log.info("model endpoint at %s refuses max_tokens (%s); sending only "
+                         "max_completion_tokens", self._where, exc)  # fmt: skip
+            return
         if exc.mode != self.output_mode:
             return  # another request already stepped down
         modes = OUTPUT_MODES
@@ -581,12 +606,14 @@ class ModelClient:
             )
         except openai.OpenAIError as exc:
             self.budget.settle(estimate, 0)  # a refused call spends nothing
-            if isinstance(exc, openai.APIStatusError) and names_response_format(exc):
-                # A refused output mode says nothing about the endpoint's health.
-                self.concurrency.release()
-                self.requests["error"] += 1
-                self.breaker.forget_probe()
-                raise FormatRejected(f"HTTP {exc.status_code}: {exc.message}", mode) from None
+            if isinstance(exc, openai.APIStatusError):
+                refused = self._refused_parameter(exc, mode, sent_max_tokens="max_tokens" in extra)
+                if refused is not None:
+                    # A refused parameter says nothing about the endpoint's health.
+                    self.concurrency.release()
+                    self.requests["error"] += 1
+                    self.breaker.forget_probe()
+                    raise refused from None
             mapped, no_flex = self._failed(exc, task, flex=tier is not None)
             if isinstance(mapped, ContextExceeded):
                 mapped.estimated_prompt = estimate - reserved

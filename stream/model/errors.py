@@ -114,6 +114,10 @@ class FormatRejected(ModelRequestRejected):
         self.mode = mode
 
 
+class MaxTokensRejected(FormatRejected):
+    """The endpoint refused ``max_tokens``: sent no more (``model.send_max_tokens`` auto)."""
+
+
 class ModelOutputInvalid(EventError):
     stage = "model"
 
@@ -182,10 +186,23 @@ def names_response_format(exc: openai.APIStatusError) -> bool:
     """A 400/422/500 whose message is about ``response_format``: the server does not
     take the output mode sent (llama-cpp-python answers ``json_schema`` with HTTP 500
     "Input should be 'text' or 'json_object'")."""
-    if exc.status_code not in (400, 422, 500):
+    if exc.status_code not in (400, 422, 500) or _code(exc) == "invalid_json_schema":
         return False
     text = f"{exc.message} {exc.body}".lower()
+    if "invalid schema" in text:
+        return False  # the format is taken; the task's schema is the fault
     return any(word in text for word in ("response_format", "json_schema", "json_object"))
+
+
+def names_max_tokens(exc: openai.APIStatusError) -> bool:
+    """A 400 refusing ``max_tokens`` (the OpenAI API does, for reasoning models: "Use
+    'max_completion_tokens' instead"), e.g. from a proxy to it on another host."""
+    if exc.status_code != 400:
+        return False
+    body = exc.body if isinstance(exc.body, dict) else {}
+    inner = body.get("error", body)
+    param = inner.get("param") if isinstance(inner, dict) else None
+    return param == "max_tokens" or "'max_tokens'" in exc.message
 
 
 def _code(exc: openai.APIStatusError) -> str | None:

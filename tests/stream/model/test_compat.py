@@ -5,10 +5,12 @@ events with no setting tuned."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import pytest
 import pytest_asyncio
 
@@ -19,7 +21,8 @@ from stream.model.service import ModelService
 from stream.simulator.server import running_simulator
 from stream.simulator.settings import SimulatorSettings
 from tests.simutil import sim_stats
-from tests.stream.model.fakes import EVENTS, TASK
+from tests.stream.model.fakes import EVENTS, TASK, Server, answer, completion, good
+from tests.stream.model.fakes import client as fake_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -29,6 +32,11 @@ async def llama() -> AsyncIterator[str]:
     settings = SimulatorSettings(port=0, latency_median_ms=2, seed=5, emulate="llama-cpp-python")
     async with running_simulator(settings) as url:
         yield url
+
+
+def refusal(status: int, message: str) -> httpx2.Response:
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    return httpx2.Response(status, json=body)
 
 
 def client(url: str, **settings: Any) -> ModelClient:
@@ -148,8 +156,6 @@ async def test_max_tokens_stays_off_for_the_openai_api() -> None:
 async def test_service_with_default_settings_answers_through_the_emulation(llama: str) -> None:
     """The whole model path (batcher included) with default settings except the address,
     model id and its price: sixty concurrent long and short events are all answered."""
-    import asyncio  # noqa: PLC0415
-
     settings = Settings(
         model={"api_key": "none", "base_url": llama, "model": "gemma"},
         budget={"prices": {"gemma": {"input": 0, "cached_input": 0, "output": 0}}},
@@ -160,3 +166,70 @@ async def test_service_with_default_settings_answers_through_the_emulation(llama
     assert all(r.source == "model" for r in replies)
     assert service.client.output_mode == "json_object_schema"
     await service.aclose()
+
+
+async def test_auto_steps_down_to_the_schema_in_the_prompt_then_gives_up() -> None:
+    """A server that also refuses a schema key gets plain json_object with the schema in
+    the prompt; one that refuses every mode is a configuration fault naming the modes."""
+
+    def no_schema_key(body: dict[str, Any], n: int) -> httpx2.Response:
+        fmt = body.get("response_format", {})
+        if fmt.get("type") != "json_object" or "schema" in fmt:
+            return refusal(400, "response_format: only {'type': 'json_object'} is supported")
+        return completion(answer(good("a")))
+
+    server = Server(no_schema_key)
+    model = fake_client(server)
+    answers = await model.ask(TASK, EVENTS[:1])
+    assert set(answers.outputs) == {"a"}
+    assert [r["response_format"]["type"] for r in server.requests] == [
+        "json_schema", "json_object", "json_object"]  # fmt: skip
+    assert "follow this JSON schema" in server.requests[-1]["messages"][0]["content"]
+    assert model.output_mode == "json_object"
+
+    nothing = Server(lambda body, n: refusal(422, "response_format is not supported"))
+    model = fake_client(nothing)
+    with pytest.raises(ModelRequestRejected, match="accepts none of the output modes"):
+        await model.ask(TASK, EVENTS[:1])
+    assert len(nothing.requests) == 3
+    assert not model.breaker.is_open
+
+
+async def test_a_body_validation_500_is_a_configuration_fault_not_an_outage() -> None:
+    """A pydantic-validating server answers a bad body with HTTP 500: fatal at once, no
+    retries, the breaker closed."""
+    invalid = "1 validation error for Request\nmessages.0.role\n  Input should be 'user'"
+    server = Server(lambda body, n: refusal(500, invalid))
+    model = fake_client(server)
+    with pytest.raises(ModelRequestRejected, match="malformed") as caught:
+        await model.ask(TASK, EVENTS[:1])
+    assert caught.value.fatal
+    assert len(server.requests) == 1
+    assert not model.breaker.is_open
+
+
+async def test_a_refused_max_tokens_is_sent_no_more() -> None:
+    """A proxy to the OpenAI API on another host refuses max_tokens for a reasoning
+    model: auto drops it after the first refusal and the request goes through."""
+
+    def openai_like(body: dict[str, Any], n: int) -> httpx2.Response:
+        if "max_tokens" in body:
+            message = ("Unsupported parameter: 'max_tokens' is not supported with this "
+                       "model. Use 'max_completion_tokens' instead.")  # fmt: skip
+            error = {"message": message, "type": "invalid_request_error",
+                     "param": "max_tokens", "code": "unsupported_parameter"}  # fmt: skip
+            return httpx2.Response(400, json={"error": error})
+        return completion(answer(good("a")))
+
+    server = Server(openai_like)
+    model = fake_client(server)
+    assert model.send_max_tokens
+    answers = await model.ask(TASK, EVENTS[:1])
+    assert set(answers.outputs) == {"a"}
+    assert not model.send_max_tokens
+    assert ["max_tokens" in r for r in server.requests] == [True, False]
+    assert not model.breaker.is_open
+
+    forced = fake_client(Server(openai_like), send_max_tokens=True)
+    with pytest.raises(ModelRequestRejected, match=r"model\.send_max_tokens"):
+        await forced.ask(TASK, EVENTS[:1])
