@@ -180,10 +180,18 @@ class ModelSettings(_Section):
     base_url: str | None = Field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
     api_key: SecretStr | None = Field(default_factory=lambda: _env_secret("OPENAI_API_KEY"))
     timeout_s: PositiveFloat = 20.0
-    # json_schema: strict structured output. json_object: for OpenAI-compatible servers
-    # without it; the schema then travels in the system prompt, validation is the same.
-    output_mode: Literal["json_schema", "json_object"] = "json_schema"
+    # auto: json_schema (strict structured output), and where the endpoint refuses it,
+    # json_object_schema (json_object with a "schema" key, as llama-cpp-python takes it),
+    # then json_object (the schema travels in the system prompt); validation is the same.
+    output_mode: Literal["auto", "json_schema", "json_object_schema", "json_object"] = "auto"
     max_completion_tokens: PositiveInt = 1024
+    # The model's context window in tokens; unset: learned from the server's first
+    # context-length error. A batch that does not fit is split, a lone event goes to the DLQ.
+    context_tokens: PositiveInt | None = None
+    # Also send max_tokens, set to the same limit (servers such as llama.cpp's read it
+    # instead of max_completion_tokens). auto: yes unless base_url is unset or its host is
+    # api.openai.com, which refuses max_tokens for its reasoning models.
+    send_max_tokens: bool | Literal["auto"] = "auto"
     # The account's limits; a replica takes its share (ModelClient.set_share); 0 = none.
     rpm: int = Field(5000, ge=0)
     tpm: int = Field(2_000_000, ge=0)

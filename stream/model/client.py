@@ -34,14 +34,20 @@ from stream.model.breaker import CircuitBreaker
 from stream.model.buckets import RateBudget
 from stream.model.concurrency import AimdLimit
 from stream.model.errors import (
+    ContextExceeded,
+    FormatRejected,
+    MaxTokensRejected,
     ModelCircuitOpen,
     ModelOutputInvalid,
     ModelRateLimited,
     ModelRefused,
+    ModelRequestRejected,
     ModelTimeout,
     map_openai_error,
+    names_max_tokens,
+    names_response_format,
 )
-from stream.model.probe import probe
+from stream.model.probe import address, probe
 from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
 from stream.model.reserve import CompletionReserve
 from stream.model.tokens import estimate_messages, estimate_tokens
@@ -59,6 +65,18 @@ FLEX_RETRY_S = 60
 PROBE_WAIT_S = 0.5
 # A 429 without retry-after holds every call back this long.
 RATE_LIMIT_HOLD_S = 1.0
+# Output modes from the strictest down; ``auto`` starts at the first and steps down
+# each time the endpoint refuses the response_format.
+OUTPUT_MODES = ("json_schema", "json_object_schema", "json_object")
+_MODE_NAMES = {
+    "json_schema": "json_schema (strict structured output)",
+    "json_object_schema": "json_object with a schema",
+    "json_object": "json_object with the schema in the prompt",
+}
+# A repair turn quotes at most this much of the invalid answer.
+REPAIR_ECHO_CHARS = 2000
+# The fewest completion tokens a request may reserve in a tight context window.
+MIN_COMPLETION_TOKENS = 16
 
 
 @dataclass
@@ -107,17 +125,40 @@ def system_prompt(task: Task, mode: str) -> str:
         f'a JSON object {{"{BATCH_KEY}": [...]}} holding one item per event, in order, each '
         f'with the event\'s "{ID_KEY}".'
     )
-    if mode == "json_object":
+    if mode == "json_object":  # a server that enforces no schema needs to read it
         schema = json.dumps(strict_schema(task.output), indent=1)
         text += f"\n\nThe answer must follow this JSON schema:\n```json\n{schema}\n```"
     return text
 
 
+def response_format(task: Task, mode: str) -> dict[str, Any]:
+    """The ``response_format`` of a request in ``mode`` (see ``OUTPUT_MODES``)."""
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {
+            "name": task.name, "schema": strict_schema(task.output), "strict": True}}  # fmt: skip
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": strict_schema(task.output)}
+    return {"type": "json_object"}
+
+
+def _sends_max_tokens(settings: ModelSettings) -> bool:
+    """Whether to send ``max_tokens`` beside ``max_completion_tokens`` from the start:
+    the OpenAI API refuses it for reasoning models, other servers often read only it."""
+    if isinstance(settings.send_max_tokens, bool):
+        return settings.send_max_tokens
+    if settings.base_url is None:
+        return False
+    host = httpx2.URL(settings.base_url).host
+    return host != "api.openai.com"
+
+
 def request_static_tokens(task: Task, mode: str) -> int:
     """Input tokens every request of a task repeats: the system prompt and, in
-    json_schema mode, the schema sent beside it."""
+    json_schema mode, the schema sent beside it (``auto`` counts as json_schema, what it
+    uses on the OpenAI API)."""
+    mode = "json_schema" if mode == "auto" else mode
     static = estimate_tokens(system_prompt(task, mode))
-    if mode == "json_schema":
+    if mode in ("json_schema", "json_object_schema"):
         static += estimate_tokens(json.dumps(strict_schema(task.output)))
     return static
 
@@ -155,6 +196,14 @@ class ModelClient:
         self.requests: Counter[str] = Counter()
         self.latency = Histogram()
         self._flex_back_at = 0.0  # no flex requests before this (monotonic) time
+        auto = settings.output_mode == "auto"
+        self.output_mode = OUTPUT_MODES[0] if auto else settings.output_mode
+        self.send_max_tokens = _sends_max_tokens(settings)
+        # The context window (configured, or learned from the server's first refusal) and
+        # how much the server's token counts exceed our estimates (learned likewise).
+        self.context_tokens = settings.context_tokens
+        self.token_scale = 1.0
+        self._where = address(settings.base_url or "https://api.openai.com/v1")
 
     async def aclose(self) -> None:
         await self._sdk.close()
@@ -185,17 +234,126 @@ class ModelClient:
         if len(pending) == 1:
             await self._ask_alone(task, pending[0], answers, admit)
             return answers
-        await self._attempt(task, pending, answers, repair_of=None, admit=admit)
+        await self._ask_batch(task, pending, answers, admit)
+        return answers
+
+    async def _ask_batch(
+        self, task: Task, pending: list[tuple[str, str]], answers: Answers, admit: Admit | None
+    ) -> None:
+        """A batch request, then lone retries; a batch over the context window is split
+        in halves (before sending when the window is known, else on the refusal)."""
+        if len(pending) == 1:
+            await self._lone_retries(task, pending, answers, admit)
+            return
+        if not self._fits(task, pending):
+            await self._split(task, pending, answers, admit)
+            return
+        try:
+            await self._attempt(task, pending, answers, repair_of=None, admit=admit)
+        except ContextExceeded:
+            # The request was sent (so admitted): the halves need no admission again.
+            await self._split(task, pending, answers, None)
+            return
         pending = [e for e in pending if e[0] not in answers.outputs]
-        answers.errors.clear()
+        for eid, _ in pending:
+            answers.errors.pop(eid, None)
+        await self._lone_retries(task, pending, answers)
+
+    async def _split(
+        self, task: Task, pending: list[tuple[str, str]], answers: Answers, admit: Admit | None
+    ) -> None:
+        half = len(pending) // 2
+        log.debug("a batch of %d events is over the context window; splitting", len(pending))
+        await self._ask_batch(task, pending[:half], answers, admit)
+        await self._ask_batch(task, pending[half:], answers, admit)
+
+    async def _lone_retries(
+        self,
+        task: Task,
+        pending: list[tuple[str, str]],
+        answers: Answers,
+        admit: Admit | None = None,
+    ) -> None:
         for event in pending:
             try:
-                await self._ask_alone(task, event, answers)
+                await self._ask_alone(task, event, answers, admit)
             except SluicegateError as exc:
                 # Only this event is unanswered: the batch's valid items stay answered
                 # (and get cached), the others' retries go on.
                 answers.errors[event[0]] = exc
-        return answers
+
+    def _prompt_tokens(self, task: Task, events: Sequence[tuple[str, str]]) -> int:
+        """The server's likely count of a request's prompt tokens."""
+        messages = [{"content": system_prompt(task, self.output_mode)},
+                    {"content": format_events(events)}]  # fmt: skip
+        return round(estimate_messages(messages) * self.token_scale)
+
+    def _fits(self, task: Task, events: Sequence[tuple[str, str]]) -> bool:
+        """Whether the events' request and their answers fit the context window."""
+        window = self.context_tokens
+        if window is None:
+            return True
+        answer = self.reserve.limit(task, len(events)) if len(events) > 1 else 0
+        return self._prompt_tokens(task, events) + answer + MIN_COMPLETION_TOKENS <= window
+
+    def _learn_window(self, exc: ContextExceeded) -> None:
+        if exc.window is not None and exc.window != self.context_tokens:
+            self.context_tokens = exc.window
+            log.info("the model's context window is %d tokens (from the server's answer); "
+                     "batches that do not fit are split", exc.window)  # fmt: skip
+        if exc.prompt is not None and exc.estimated_prompt:
+            self.token_scale = max(self.token_scale, exc.prompt / exc.estimated_prompt)
+
+    def _too_long(self, task: Task, events: Sequence[tuple[str, str]]) -> ContextExceeded:
+        needs = self._prompt_tokens(task, events)
+        return ContextExceeded(
+            f"the event does not fit the model's context window: its request needs about "
+            f"{needs} tokens, the window is {self.context_tokens} (model.context_tokens, or "
+            "learned from the server)", self.context_tokens, needs)  # fmt: skip
+
+    def _refused_parameter(
+        self, exc: openai.APIStatusError, mode: str, *, sent_max_tokens: bool
+    ) -> FormatRejected | None:
+        """The refusal of a parameter that discovery adjusts, if ``exc`` is one."""
+        message = f"HTTP {exc.status_code}: {exc.message}"
+        if sent_max_tokens and names_max_tokens(exc):
+            return MaxTokensRejected(message, mode)
+        if names_response_format(exc):
+            return FormatRejected(message, mode)
+        return None
+
+    def _step_down(self, exc: FormatRejected) -> None:
+        """The endpoint refused ``exc.mode``: take the next output mode (``auto``), or
+        stop with a message that says what to set. For a refused ``max_tokens``: send
+        it no more (``auto``)."""
+        if isinstance(exc, MaxTokensRejected):
+            if self.settings.send_max_tokens is True:
+                raise ModelRequestRejected(
+                    f"the model endpoint at {self._where} refuses max_tokens ({exc}); set "
+                    'model.send_max_tokens = "auto" or false'
+                ) from None
+            if self.send_max_tokens:
+                self.send_max_tokens = False
+                log.info("model endpoint at %s refuses max_tokens (%s); sending only "
+                         "max_completion_tokens", self._where, exc)  # fmt: skip
+            return
+        if exc.mode != self.output_mode:
+            return  # another request already stepped down
+        modes = OUTPUT_MODES
+        if self.settings.output_mode != "auto":
+            raise ModelRequestRejected(
+                f"the model endpoint at {self._where} does not accept model.output_mode = "
+                f'"{exc.mode}" ({exc}); set model.output_mode = "auto" to find one it accepts'
+            ) from None
+        if exc.mode == modes[-1]:
+            raise ModelRequestRejected(
+                f"the model endpoint at {self._where} accepts none of the output modes "
+                f"({', '.join(modes)}); last refusal: {exc}"
+            ) from None
+        self.output_mode = modes[modes.index(exc.mode) + 1]
+        chosen = _MODE_NAMES[self.output_mode]
+        log.info("model endpoint at %s does not accept %s (%s); using %s",
+                 self._where, _MODE_NAMES[exc.mode], exc, chosen)  # fmt: skip
 
     async def _ask_alone(
         self, task: Task, event: tuple[str, str], answers: Answers, admit: Admit | None = None
@@ -215,7 +373,36 @@ class ModelClient:
         """One request; records outputs and per-event errors in ``answers``. Returns
         (bad content, reason) when a lone event's answer was invalid, for the repair.
         Events that ``admit`` leaves out are removed from ``events`` (in place)."""
-        mode = self.settings.output_mode
+        if len(events) == 1 and not self._fits(task, events):
+            raise self._too_long(task, events)
+        retried_window = False
+        while True:
+            try:
+                completion = await self._attempt_once(task, events, answers, repair_of, admit)
+            except FormatRejected as exc:
+                self._step_down(exc)  # the next mode, or a configuration fault
+            except ContextExceeded as exc:
+                self._learn_window(exc)
+                # A lone event may fit once the window is known (a smaller reservation).
+                if len(events) > 1 or retried_window or not self._fits(task, events):
+                    raise
+                retried_window = True
+            else:
+                break
+            admit = None  # it was sent, so admitted: the retry is not admitted again
+        if completion is None:
+            return None  # every asker gave up before the request was sent
+        return self._read(task, events, answers, repair_of, completion)
+
+    async def _attempt_once(
+        self,
+        task: Task,
+        events: list[tuple[str, str]],
+        answers: Answers,
+        repair_of: tuple[str, str] | None,
+        admit: Admit | None,
+    ) -> Any:
+        mode = self.output_mode
         messages: Messages = [
             {"role": "system", "content": system_prompt(task, mode)},
             {"role": "user", "content": format_events(events)},
@@ -232,14 +419,23 @@ class ModelClient:
 
         if repair_of is not None:
             bad, why = repair_of
+            if len(bad) > REPAIR_ECHO_CHARS:  # a runaway answer would fill the context
+                bad = bad[:REPAIR_ECHO_CHARS] + " [...]"
             messages += [
                 {"role": "assistant", "content": bad},
                 {"role": "user", "content": f"That answer was invalid: {why}. Answer "
                  "again with only JSON that follows the schema."},
             ]  # fmt: skip
-        completion = await self._call(task, messages, answers.usage, len(events), admitted)
-        if completion is None:
-            return None  # every asker gave up before the request was sent
+        return await self._call(task, messages, answers.usage, len(events), admitted, mode=mode)
+
+    def _read(
+        self,
+        task: Task,
+        events: list[tuple[str, str]],
+        answers: Answers,
+        repair_of: tuple[str, str] | None,
+        completion: Any,
+    ) -> tuple[str, str] | None:
         choice = completion.choices[0]
         if choice.finish_reason == "length":
             self.reserve.cut_off(task)
@@ -271,28 +467,25 @@ class ModelClient:
         usage: Usage,
         events: int,
         admitted: Callable[[], Messages | None] | None = None,
+        *,
+        mode: str = OUTPUT_MODES[0],
     ) -> Any:
         """One chat completion within the limits, retrying transient failures; None if
         ``admitted`` (asked once, when the budget admits the first attempt) left nothing
         to send."""
-        settings = self.settings
         reserved = self.reserve.limit(task, events)
-        estimate = estimate_messages(messages) + reserved
-        response_format: dict[str, Any]
-        if settings.output_mode == "json_schema":
-            response_format = {
-                "type": "json_schema",
-                "json_schema": {"name": task.name, "schema": strict_schema(task.output),
-                                "strict": True},
-            }  # fmt: skip
-        else:
-            response_format = {"type": "json_object"}
+        prompt = estimate_messages(messages)
+        if self.context_tokens is not None:  # the answer must fit beside the prompt
+            room = self.context_tokens - round(prompt * self.token_scale)
+            reserved = max(MIN_COMPLETION_TOKENS, min(reserved, room))
+        estimate = prompt + reserved
+        fmt = response_format(task, mode)
         first = [admitted]
 
         def attempt() -> Awaitable[Any]:
             admit, first[0] = first[0], None  # a retry is not admitted again: it was sent
-            return self._limited_call(task, messages, response_format, estimate,
-                                      reserved=reserved, usage=usage, admitted=admit)  # fmt: skip
+            return self._limited_call(task, messages, fmt, estimate, reserved=reserved,
+                                      usage=usage, admitted=admit, mode=mode)  # fmt: skip
 
         return await self._retrying(attempt)
 
@@ -375,7 +568,7 @@ class ModelClient:
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _limited_call(
+    async def _limited_call(  # noqa: PLR0915 - one request's accounting, in order
         self,
         task: Task,
         messages: Messages,
@@ -385,6 +578,7 @@ class ModelClient:
         reserved: int,
         usage: Usage,
         admitted: Callable[[], Messages | None] | None = None,
+        mode: str = OUTPUT_MODES[0],
     ) -> Any:
         await self.budget.acquire(estimate)
         if admitted is not None:
@@ -401,6 +595,8 @@ class ModelClient:
         started = time.monotonic()
         tier = task.service_tier if started >= self._flex_back_at else None
         extra: dict[str, Any] = {"service_tier": tier} if tier else {}
+        if self.send_max_tokens:
+            extra["max_tokens"] = reserved
         try:
             raw = await self._sdk.chat.completions.with_raw_response.create(
                 model=task.model or self.settings.model,
@@ -411,13 +607,29 @@ class ModelClient:
             )
         except openai.OpenAIError as exc:
             self.budget.settle(estimate, 0)  # a refused call spends nothing
+            if isinstance(exc, openai.APIStatusError):
+                refused = self._refused_parameter(exc, mode, sent_max_tokens="max_tokens" in extra)
+                if refused is not None:
+                    # A refused parameter says nothing about the endpoint's health.
+                    self.concurrency.release()
+                    self.requests["error"] += 1
+                    self.breaker.forget_probe()
+                    raise refused from None
             mapped, no_flex = self._failed(exc, task, flex=tier is not None)
+            if isinstance(mapped, ContextExceeded):
+                mapped.estimated_prompt = estimate - reserved
             if no_flex:
                 # No flex capacity is not an overload: use the default tier for a while.
                 self._flex_back_at = time.monotonic() + FLEX_RETRY_S
                 log.info("service tier %s unavailable; default tier for %ds", tier, FLEX_RETRY_S)
                 return await self._limited_call(
-                    task, messages, response_format, estimate, reserved=reserved, usage=usage
+                    task,
+                    messages,
+                    response_format,
+                    estimate,
+                    reserved=reserved,
+                    usage=usage,
+                    mode=mode,
                 )
             raise mapped from None
         except BaseException:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from stream.config import BudgetSettings, Prices
+from stream.config import BudgetSettings, Prices, Settings
 from stream.errors import ConfigError
 
 FLEX_FACTOR = 0.5
@@ -36,6 +36,25 @@ class Tally:
     cached: float = 0.0
     completion: float = 0.0
     usd: float = 0.0
+
+
+def check_prices(settings: Settings) -> None:
+    """Refuse a config whose model ids have no price: the main model and every route's
+    ``escalate_model``, when a route calls the model. ``run`` and ``config check`` both
+    call it, so the fault is found before anything starts."""
+    from stream.routes import needs_model  # noqa: PLC0415 - routes import handlers
+
+    if not needs_model(settings):
+        return
+    meter = CostMeter(settings.budget)
+    meter.prices_for(settings.model.model)
+    for route in settings.routes:
+        escalate = route.options.get("escalate_model")
+        if isinstance(escalate, str):
+            try:
+                meter.prices_for(escalate)
+            except ConfigError as exc:
+                raise ConfigError(f"routes.{route.name}.options.escalate_model: {exc}") from None
 
 
 class CostMeter:

@@ -21,7 +21,14 @@ from stream.model.batcher import Batcher, Spent
 from stream.model.cache import TtlLru
 from stream.model.client import ModelClient
 from stream.model.cost import CostMeter
-from stream.model.errors import BudgetExhausted, BudgetPaused
+from stream.model.errors import (
+    BudgetExhausted,
+    BudgetPaused,
+    ModelInputRejected,
+    ModelOutputInvalid,
+    ModelRefused,
+)
+from stream.model.quality import AnswerQuality
 
 
 class ModelService:
@@ -42,6 +49,7 @@ class ModelService:
         self.meter = CostMeter(settings.budget)
         self.meter.prices_for(model.model)  # no price, no metering: refuse at start-up
         self.moderations = 0  # calls to the free moderation endpoint
+        self.quality = AnswerQuality()  # model answers per route by outcome
         self._alerts: list[Alert] = []
 
     async def ask(self, task: Task, text: str, *, route: str, batch: bool = True) -> Reply:
@@ -58,7 +66,17 @@ class ModelService:
                 self._announce_budget(route)
             return usd
 
-        reply = await self.batcher.ask(task, text, batch=batch, charge=charge)
+        try:
+            reply = await self.batcher.ask(task, text, batch=batch, charge=charge)
+        except ModelOutputInvalid as exc:
+            bad = "refused" if isinstance(exc, ModelRefused) else "invalid"
+            self.quality.record(route, bad, str(exc))
+            raise
+        except ModelInputRejected as exc:
+            self.quality.record(route, "input_rejected", str(exc))
+            raise
+        if reply.source == "model":
+            self.quality.record(route, "valid")
         if reply.source == "cache":  # counted as an event of the route, at no cost
             self.meter.record(handler=task.name, route=route, model=reply.model,
                               prompt=0, cached=0, completion=0, calls=0)  # fmt: skip

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from stream.model.prompt import parse_events
-from stream.model.tokens import estimate_messages, estimate_tokens
+from stream.model.tokens import CHARS_PER_TOKEN, estimate_messages, estimate_tokens
 from stream.simulator import answers, faults, oracle
 from stream.simulator.chat_request import ChatRequest, parse_chat
 from stream.simulator.errors import ApiError, bad_request, json_response, read_json
@@ -57,12 +57,29 @@ def _admit(state: SimState, chat: ChatRequest, prompt_tokens: int, fault: str | 
     state.limiter.enforce(reserve, chat.model)
 
 
+def _llama_room(chat: ChatRequest, prompt_tokens: int, window: int) -> int:
+    """Completion tokens left in llama-cpp-python's context window; a prompt that fills it
+    is refused with the 400 its server formats from llama.cpp's error."""
+    if prompt_tokens >= window:
+        completion = chat.max_completion_tokens
+        total = prompt_tokens + (completion or 0)
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{total} tokens ({prompt_tokens} in the messages, {completion} in the "
+            "completion). Please reduce the length of the messages or completion.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    return window - prompt_tokens
+
+
 def _answer(chat: ChatRequest, salt: object, teacher: Teacher | None) -> tuple[Any, str]:
     """The parsed answer (None in text mode) and its text."""
     events = parse_events(chat.last_user)
     texts = [text for _, text in events]
     oracle.expect([*texts, "\n".join(texts), chat.last_user])
-    if chat.mode == "json_schema" and chat.schema is not None:
+    if chat.mode in ("json_schema", "json_object") and chat.schema is not None:
         value = answers.structured(chat.schema, events, chat.last_user, salt, teacher)
     elif chat.mode == "json_object":
         schema = answers.embedded_schema(chat.instructions) or answers.embedded_schema(
@@ -93,9 +110,15 @@ def _wrong_enum(chat: ChatRequest, value: Any) -> str:
 
 
 def _choice(
-    chat: ChatRequest, index: int, fault: str, teacher: Teacher | None = None
+    chat: ChatRequest,
+    index: int,
+    fault: str,
+    teacher: Teacher | None = None,
+    room: int | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """One choice and its completion tokens."""
+    """One choice and its completion tokens. ``room``: the tokens left in the context
+    window of an emulated local server, which generates until it is full unless a limit
+    is set (a small model does not stop after the JSON: whitespace follows)."""
     value, content = _answer(chat, (chat.seed, index), teacher)
     finish = "stop"
     refusal: str | None = None
@@ -108,6 +131,11 @@ def _choice(
     elif fault == "truncated":
         content, finish = faults.truncate(content), "length"
     limit = chat.max_completion_tokens
+    if room is not None:
+        limit = min(limit or room, room)
+        if chat.max_completion_tokens is None and refusal is None:
+            content = (content + "\n" * (limit * CHARS_PER_TOKEN))[: limit * CHARS_PER_TOKEN]
+            finish = "length"
     if refusal is None and limit is not None and estimate_tokens(content) > limit:
         content, finish = content[: limit * 4], "length"
     message: dict[str, Any] = {
@@ -126,16 +154,20 @@ async def handle(request: web.Request) -> web.Response:
         forced = faults.parse_forced(request.headers.get(faults.FAULT_HEADER))
     except ValueError as exc:
         raise bad_request(str(exc), faults.FAULT_HEADER) from None
-    chat = parse_chat(await read_json(request))
+    emulate = state.settings.emulate
+    chat = parse_chat(await read_json(request), emulate=emulate)
     oracle.LOG_TEACHER.set(state.log_teacher)  # this request's task only
     prompt_tokens = estimate_messages([{"content": text} for _, text in chat.contents])
+    room: int | None = None
+    if emulate == "llama-cpp-python":
+        room = _llama_room(chat, prompt_tokens, state.settings.context_tokens)
     _admit(state, chat, prompt_tokens, forced)
     fault = forced or faults.draw(state.settings, state.rng)
     if fault != "none":
         state.stats.faults[fault] += 1
     choices, completion_tokens = [], 0
     for index in range(chat.n):
-        choice, tokens = _choice(chat, index, fault, state.teacher)
+        choice, tokens = _choice(chat, index, fault, state.teacher, room)
         choices.append(choice)
         completion_tokens += tokens
     tier = _tier(chat.service_tier)

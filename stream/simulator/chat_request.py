@@ -136,6 +136,39 @@ def _int(body: dict[str, Any], key: str, low: int, high: int | None = None) -> i
     return value
 
 
+# llama-cpp-python's server validates the body with pydantic and answers a failure with
+# HTTP 500 and pydantic's text.
+LLAMA_NO_JSON_SCHEMA = (
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input "
+    "should be 'text' or 'json_object' [type=literal_error, input_value='json_schema', "
+    "input_type=str]"
+)
+
+
+def _llama_response_format(spec: object) -> tuple[Mode, Schema | None]:
+    """llama-cpp-python: ``text`` or ``json_object``, the latter with an optional
+    ``schema`` that its grammar then enforces; no ``json_schema``, no 'json' word rule."""
+    if spec is None:
+        return "text", None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "text":
+        return "text", None
+    if kind != "json_object" or not isinstance(spec, dict):
+        raise ApiError(500, LLAMA_NO_JSON_SCHEMA.replace("json_schema", str(kind)),
+                       kind="internal_server_error")  # fmt: skip
+    schema = spec.get("schema")
+    if schema is None:
+        return "json_object", None
+    if not isinstance(schema, dict):
+        raise ApiError(500, "response_format.schema: Input should be a valid dictionary",
+                       kind="internal_server_error")  # fmt: skip
+    try:
+        resolve(schema, schema)
+    except SchemaProblem as problem:
+        raise ApiError(500, f"invalid schema: {problem}", kind="internal_server_error") from None
+    return "json_object", schema
+
+
 def _response_format(
     body: dict[str, Any], contents: tuple[tuple[str, str], ...]
 ) -> tuple[Mode, Schema | None]:
@@ -189,8 +222,9 @@ def _response_format(
     return "json_schema", schema
 
 
-def parse_chat(body: object) -> ChatRequest:
-    """The request in ``body``, or the ``ApiError`` the provider would answer."""
+def parse_chat(body: object, *, emulate: str = "openai") -> ChatRequest:
+    """The request in ``body``, or the ``ApiError`` the provider would answer; with
+    ``emulate="llama-cpp-python"``, as that server reads it."""
     if not isinstance(body, dict):
         raise bad_request("Invalid request body: expected a JSON object.")
     unknown = sorted(body.keys() - KNOWN_PARAMS)
@@ -221,6 +255,11 @@ def parse_chat(body: object) -> ChatRequest:
             "service_tier",
             "invalid_value",
         )
+    if emulate == "llama-cpp-python":
+        mode, schema = _llama_response_format(body.get("response_format"))
+        # It reads max_tokens only: max_completion_tokens is ignored.
+        limit = _int(body, "max_tokens", 1)
+        return ChatRequest(model, contents, mode, schema, limit, tier, 1, None)
     mode, schema = _response_format(body, contents)
     limit = _int(body, "max_completion_tokens", 1)
     return ChatRequest(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -55,6 +55,16 @@ class SimulatorSettings(BaseModel):
     )
     refusal: float = Field(0.0, ge=0, le=1, description="share the model refuses")
     seed: int | None = Field(None, description="seed for latency and fault draws")
+    emulate: Literal["openai", "llama-cpp-python"] = Field(
+        "openai",
+        description="the server to behave like: openai (the default), or llama-cpp-python's "
+        "OpenAI-compatible server (no json_schema: HTTP 500; json_object with a schema; a "
+        "context window of context_tokens; max_tokens honoured, max_completion_tokens "
+        "ignored, so an answer without max_tokens runs to the end of the context)",
+    )
+    context_tokens: int = Field(
+        4096, ge=16, description="the context window of the llama-cpp-python emulation"
+    )
     cache_blocks: int = Field(
         200_000, ge=1, description="prefix-cache capacity, in 128-token blocks (LRU)"
     )

@@ -31,6 +31,7 @@ from stream import secrets
 from stream.config import KafkaSettings, MetricsSettings
 from stream.errors import KafkaUnavailable
 from stream.kafka.admin import check_reachable
+from stream.model.quality import OUTCOMES
 from stream.model.service import ModelService
 from stream.runtime.processor import Processor
 from stream.telemetry.histogram import Histogram
@@ -177,6 +178,16 @@ class RuntimeCollector(Collector):
         for status in ("ok", "rate_limited", "timeout", "error"):
             requests.add_metric([status], client.requests[status])
         yield requests
+        answers = CounterMetricFamily(
+            "sluicegate_model_answers",
+            "Model answers per route by outcome: valid, invalid (after the repair attempt), "
+            "refused, input_rejected (e.g. over the context window)",
+            labels=["route", "outcome"],
+        )
+        for route, counts in sorted(model.quality.totals.items()):
+            for outcome in OUTCOMES:
+                answers.add_metric([route, outcome], counts[outcome])
+        yield answers
         yield histogram("sluicegate_model_seconds", "Successful model calls", client.latency)
         tokens = CounterMetricFamily(
             "sluicegate_model_tokens", "Tokens", labels=["handler", "route", "kind"]

@@ -128,3 +128,25 @@ def test_python_dash_m_stream() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith("sluicegate ")
+
+
+def test_config_check_reports_a_model_without_price(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`config check` runs the validation of `run`: a model id with no price is a config
+    fault (exit 2) naming `budget.prices` and the model, not an OK that `run` refuses."""
+    path = tmp_path / "c.toml"
+    route = '[[routes]]\nname = "r"\ninput_topics = ["a"]\noutput_topic = "b"\n'
+    path.write_text('[model]\nmodel = "gemma-270m"\n' + route + 'handler = "sentiment"\n')
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "budget.prices" in err
+    assert "'gemma-270m'" in err
+    path.write_text(route + 'handler = "sentiment"\noptions = { escalate_model = "gpt-9" }\n')
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_CONFIG
+    assert "routes.r.options.escalate_model" in capsys.readouterr().err
+    path.write_text(
+        '[model]\nmodel = "gemma-270m"\n' + route + 'handler = "sentiment"\n'
+        '[budget.prices."gemma-270m"]\ninput = 0\ncached_input = 0\noutput = 0\n'
+    )
+    assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_OK

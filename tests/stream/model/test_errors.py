@@ -51,6 +51,8 @@ def status_error(
         (status_error(openai.AuthenticationError, 401), errors.ModelRequestRejected, False, True),
         (status_error(openai.NotFoundError, 404), errors.ModelRequestRejected, False, True),
         (status_error(openai.BadRequestError, 400, "context_length_exceeded"),
+         errors.ContextExceeded, False, False),
+        (status_error(openai.BadRequestError, 400, "content_policy_violation"),
          errors.ModelInputRejected, False, False),
         (status_error(openai.BadRequestError, 400, "invalid_json_schema"),
          errors.ModelRequestRejected, False, True),
@@ -72,7 +74,7 @@ def test_decisions(
     assert mapped.retriable is retriable
     assert mapped.fatal is fatal
     assert str(mapped).startswith("calling the model: ")
-    assert isinstance(mapped, EventError) == (expected is errors.ModelInputRejected)
+    assert isinstance(mapped, EventError) == issubclass(expected, errors.ModelInputRejected)
 
 
 def test_retry_after_is_kept() -> None:
