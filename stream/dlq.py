@@ -23,7 +23,6 @@ from typing import NoReturn
 
 from schemas.dlq import DlqEnvelope
 from stream import __version__, secrets
-from stream.cli.command import sluicegate_command
 from stream.config import DlqSettings
 from stream.errors import DlqCapExceeded, SluicegateError
 from stream.kafka import headers as h
@@ -305,6 +304,10 @@ class DlqCap:
             )
 
     def _trip(self, reason: str) -> NoReturn:
+        # Imported here: stream.cli imports this module, so a module-level import would
+        # break whenever the processor is imported before the command line.
+        from stream.cli.command import sluicegate_command  # noqa: PLC0415
+
         command = sluicegate_command()  # `.venv/bin/sluicegate` when not on PATH
         raise DlqCapExceeded(
             f"{reason}; stopping instead of draining the topic into the DLQ. Check the DLQ "
