@@ -47,6 +47,18 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
 
+.PHONY: bench-peers bench-sustained
+QUIX_VENV := .venv-quix
+$(QUIX_VENV)/.installed: tests/bench/peers/quix-requirements.txt
+	@test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --progress-bar off -r tests/bench/peers/quix-requirements.txt
+	@touch $@
+
+bench-peers: $(QUIX_VENV)/.installed ## the peers' own virtualenv (Quix Streams needs an older confluent-kafka)
+
+bench-sustained: install kafka-fetch bench-peers ## sluicegate vs the guide's asyncio pattern vs Quix Streams, 5,000 events at the limit (~6 min); into BENCHMARKS.md
+	$(PY) -m tests.bench.sustained --write BENCHMARKS.md
+
 .PHONY: load soak
 load: install kafka-fetch ## added latency at half capacity, 1-3 replicas under the model's limit (~17 min); into BENCHMARKS.md
 	$(PY) -m tests.bench.latency --write BENCHMARKS.md

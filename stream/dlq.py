@@ -304,7 +304,7 @@ class DlqCap:
             )
 
     def _trip(self, reason: str) -> NoReturn:
-        # Imported here: stream.cli's package imports the dlq commands, which import this.
+        # Imported here: the dlq commands in stream.cli import this module.
         from stream.cli.command import sluicegate_command  # noqa: PLC0415
 
         command = sluicegate_command()  # `.venv/bin/sluicegate` when not on PATH

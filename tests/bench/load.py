@@ -123,6 +123,7 @@ class Arrival:
     latency_ms: int
     route: str
     tier: str
+    partition: int = -1  # the input's
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Outputs(threading.Thread):
         if sent is None:
             return False
         with self.lock:
-            self.tally.arrivals.append(Arrival(at_ms, at_ms - sent, route, tier))
+            self.tally.arrivals.append(Arrival(at_ms, at_ms - sent, route, tier, source[1]))
             self.tiers[tier] += 1
         return True
 

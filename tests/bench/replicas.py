@@ -4,19 +4,21 @@ model's rate limit is the bottleneck.
     python -m tests.bench.replicas [--rpm 240] [--events N] [--rounds 2] [--write FILE]
 
 The provider (the simulator, its own process) allows ``--rpm`` requests a minute to the
-whole account. Its limits are per account, sluicegate's ``model.rpm`` per replica, so N
-replicas each get ``rpm / N`` (as the README says); a last variant gives each of three
-replicas the whole ``rpm``, the mistake of not dividing it. Every run starts from the
-same backlog on a fresh 6-partition topic (two partitions per replica at most) with a
-fresh group and a fresh budget at the simulator and in every replica; its rate is the
-outputs appended in a window that starts after the first minute's allowance, which each
-budget holds at the start, is spent. The variants take turns, round after round.
+whole account, and every replica is configured with that same ``model.rpm``: the
+account's limit, of which each takes the share its assigned partitions give it. Every
+run starts from the same backlog on a fresh 6-partition topic (two partitions per
+replica at most) with a fresh group and a fresh budget at the simulator and in every
+replica; its rate is the outputs appended in a window that starts after the first
+minute's allowance, which each budget holds at the start, is spent. The variants take
+turns, round after round. A last run scales one replica to three and back to one under
+load (``--no-scaling`` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import shlex
 import statistics
@@ -26,6 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from stream.simulator.settings import SimulatorSettings
 from tests.bench.framework_overhead import kafka
@@ -49,21 +54,13 @@ TPM = 20_000_000  # far above what the requests limit lets through: it never bin
 @dataclass(frozen=True)
 class Setup:
     replicas: int
-    divided: bool = True
-
-    def rpm_each(self, rpm: int) -> int:
-        return rpm // self.replicas if self.divided else rpm
 
     @property
     def name(self) -> str:
-        many = "replica" if self.replicas == 1 else "replicas"
-        if self.replicas == 1:
-            return "1 replica, `model.rpm` = the provider's limit"
-        how = "a share of the limit each" if self.divided else "the whole limit each (not divided)"
-        return f"{self.replicas} {many}, {how}"
+        return f"{self.replicas} replica{'' if self.replicas == 1 else 's'}"
 
 
-SETUPS = (Setup(1), Setup(2), Setup(3), Setup(3, divided=False))
+SETUPS = (Setup(1), Setup(2), Setup(3))
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,7 @@ def one_run(bootstrap: str, sim: Sim, work: Path, plan: Plan, variant: Variant) 
              "options": {"local_tier": False}}  # fmt: skip
     config = processor_config(
         bootstrap, f"{prefix}-group", [route], sim.url, prefix=prefix,
-        model={"rpm": setup.rpm_each(plan.rpm), "tpm": TPM // setup.replicas,
-               "cache_entries": 0},
+        model={"rpm": plan.rpm, "tpm": TPM, "cache_entries": 0},
     )  # fmt: skip
     reader = Outputs(bootstrap, {f"{prefix}.out": PARTITIONS}, pacer)
     procs = [ProcessorProcess(config, work, f"replica-{i}") for i in range(setup.replicas)]
@@ -154,15 +150,15 @@ def used(plan: Plan, v: Variant) -> float:
 def table(plan: Plan, variants: list[Variant]) -> str:
     base = variants[0].median
     lines = [
-        "| variant | `model.rpm` per replica | events/s (median) | **vs one replica** | each "
-        "round (events/s) | events/request | of the requests the limit allows | calls "
+        "| variant | `model.rpm` of every replica | events/s (median) | **vs one replica** | "
+        "each round (events/s) | events/request | of the requests the limit allows | calls "
         "answered 429 per run |",
         "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for v in variants:
         rounds = ", ".join(f"{r:.1f}" for r in v.rates)
         lines.append(
-            f"| {v.setup.name} | {v.setup.rpm_each(plan.rpm)} | {v.median:.1f} | "
+            f"| {v.setup.name} | {plan.rpm} | {v.median:.1f} | "
             f"**{v.median / base:.2f}** | {rounds} | {statistics.median(v.per_request):.1f} | "
             f"{used(plan, v):.2f} | {statistics.median(v.rejected):.0f} |"
         )
@@ -170,41 +166,192 @@ def table(plan: Plan, variants: list[Variant]) -> str:
 
 
 def findings(plan: Plan, variants: list[Variant]) -> str:
-    """What the measured ratios say, beyond the expected."""
-    base = variants[0].median
-    divided = [v for v in variants[1:] if v.setup.divided]
-    undivided = [v for v in variants if not v.setup.divided]
-    notes = ""
-    if divided and min(v.median for v in divided) / base < 0.95:
-        worst = min(divided, key=lambda v: v.median)
-        notes += f"""
-- **Shared, the limit carried fewer events**: {worst.setup.replicas} replicas with a
-  share each reached {worst.median / base:.2f} of one replica's events/s. They used
-  {used(plan, worst):.2f} of the requests the limit allows (one replica:
-  {used(plan, variants[0]):.2f}), but their requests carried
+    """What the measured ratios say against the goal (>= 0.95 of one replica)."""
+    base = variants[0]
+    worst = min(variants[1:], key=lambda v: v.median, default=None)
+    if worst is None:
+        return ""
+    ratio = worst.median / base.median
+    verdict = "met" if ratio >= 0.95 else "missed"
+    return f"""
+- **Goal >= 0.95 of one replica's events/s: {verdict}** ({worst.setup.name}:
+  {ratio:.2f}). They used {used(plan, worst):.2f} of the requests the limit allows (one
+  replica: {used(plan, base):.2f}) and their requests carried
   {statistics.median(worst.per_request):.1f} events (one replica:
-  {statistics.median(variants[0].per_request):.1f})."""
-    if undivided:
-        v = undivided[0]
-        notes += f"""
-- Not dividing `model.rpm` ({v.setup.replicas} replicas with the whole limit each) made
-  the sum of the budgets {v.setup.replicas} times the provider's; the provider refused
-  the excess ({statistics.median(v.rejected):.0f} calls answered 429 per run, each
-  waiting for `retry-after` and cutting the replica's concurrency) and the rate was
-  {v.median / base:.2f} of one replica's."""
-    return notes
+  {statistics.median(base.per_request):.1f}): what is left of the gap is how full the
+  batches are, since every variant's requests used the whole limit."""
+
+
+# -- scaling one -> three -> one under load ---------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    start: float  # wall clock of the change (s)
+    end: float = 0.0
+    assigned_after_s: float = float("nan")  # the change to a stable group
+    first_output_s: float = float("nan")  # assignment to a joiner's first output
+    rejected: int = 0  # 429s in the phase
+    rejected_late: int = 0  # 429s after its first ``settle_s``
+    rate: float = 0.0  # outputs/s in the phase
+
+
+def members(admin: AdminClient, group: str) -> dict[str, set[int]] | None:
+    """Each member's partitions of a stable group, else None."""
+    try:
+        desc = admin.describe_consumer_groups([group])[group].result(10)
+    except (TimeoutError, KafkaException):
+        return None
+    if "STABLE" not in str(desc.state):
+        return None
+    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions}
+            for m in desc.members}  # fmt: skip
+
+
+def wait_members(
+    admin: AdminClient, group: str, n: int, timeout: float = 90
+) -> dict[str, set[int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = members(admin, group)
+        held = sum(len(p) for p in found.values()) if found else 0
+        if found is not None and len(found) == n and held == PARTITIONS:
+            return found
+        time.sleep(0.1)
+    raise RuntimeError(f"{group} did not settle on {n} members within {timeout:.0f} s")
+
+
+def scaling_run(
+    bootstrap: str, sim: Sim, work: Path, plan: Plan, *, phase_s: float, settle_s: float
+) -> list[Phase]:
+    """One replica, then three, then one, each for ``phase_s`` on one backlog."""
+    sim.reset()
+    prefix = f"scale-{uuid.uuid4().hex[:8]}"
+    group = f"{prefix}-group"
+    create_topics(bootstrap, {f"{prefix}.in": PARTITIONS, f"{prefix}.out": PARTITIONS,
+                              f"{prefix}.dlq": 1, f"{prefix}.alerts": 1})  # fmt: skip
+    events = int(16 * plan.rpm * (1 + 3 * phase_s / 60) * 1.2)
+    pacer = Pacer(bootstrap, [Stream(f"{prefix}.in", Reviews(99))], 1.0)
+    route = {"name": "reviews", "input_topics": [f"{prefix}.in"], "handler": "sentiment",
+             "output_topic": f"{prefix}.out", "ordering": "unordered",
+             "options": {"local_tier": False}}  # fmt: skip
+    config = processor_config(bootstrap, group, [route], sim.url, prefix=prefix,
+                              model={"rpm": plan.rpm, "tpm": TPM, "cache_entries": 0})  # fmt: skip
+    reader = Outputs(bootstrap, {f"{prefix}.out": PARTITIONS}, pacer)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    first = ProcessorProcess(config, work, "scale-0")
+    joiners: list[ProcessorProcess] = []
+    rejected: list[tuple[float, int]] = []  # (wall clock, 429s so far)
+    phases: list[Phase] = []
+
+    def watch(until: float) -> None:
+        while time.time() < until:
+            rejected.append((time.time(), int(sim.stats()["by_status"].get("429", 0))))
+            time.sleep(0.5)
+
+    try:
+        first.wait_ready()
+        before = wait_members(admin, group, 1)
+        reader.start()
+        pacer.fill(events)
+        phases.append(Phase("1 replica", time.time()))
+        watch(time.time() + phase_s)
+        # Scale out: two more replicas join the busy group.
+        phases.append(Phase("1 -> 3 replicas", time.time()))
+        joiners = [ProcessorProcess(config, work, f"scale-{i}") for i in (1, 2)]
+        after = wait_members(admin, group, 3)
+        assigned = time.time()
+        phases[-1].assigned_after_s = assigned - phases[-1].start
+        moved = set().union(*(p for m, p in after.items() if m not in before))
+        watch(time.time() + phase_s)
+        phases[-1].first_output_s = _first_output(reader, moved, assigned) - assigned
+        # Scale in: the two leave (SIGTERM) and the first takes their partitions back.
+        phases.append(Phase("3 -> 1 replica", time.time()))
+        for proc in joiners:
+            proc.terminate()
+        wait_members(admin, group, 1)
+        phases[-1].assigned_after_s = time.time() - phases[-1].start
+        watch(phases[-1].start + phase_s)
+    finally:
+        for proc in [first, *joiners]:
+            proc.terminate()
+        for proc in [first, *joiners]:
+            proc.stop()
+        reader.stop()
+        pacer.close()
+    _account(phases, rejected, [a.at_ms / 1000 for a in reader.since(0)], settle_s)
+    return phases
+
+
+def _account(
+    phases: list[Phase], rejected: list[tuple[float, int]], arrived: list[float], settle_s: float
+) -> None:
+    """Each phase's end, 429s (all, and after its first ``settle_s``) and output rate."""
+    ends = [p.start for p in phases[1:]] + [rejected[-1][0]]
+    for phase, end in zip(phases, ends, strict=True):
+        phase.end = end
+        inside = [n for t, n in rejected if phase.start <= t <= end]
+        late = [n for t, n in rejected if phase.start + settle_s <= t <= end]
+        phase.rejected = inside[-1] - inside[0] if inside else 0
+        phase.rejected_late = late[-1] - late[0] if late else 0
+        phase.rate = sum(phase.start <= t < end for t in arrived) / (end - phase.start)
+
+
+def _first_output(reader: Outputs, moved: set[int], since: float) -> float:
+    """When the first output of an input on a moved partition appeared after ``since``."""
+    later = [a.at_ms / 1000 for a in reader.since(0)
+             if a.partition in moved and a.at_ms / 1000 >= since]  # fmt: skip
+    return min(later) if later else float("nan")
+
+
+def scaling_table(phases: list[Phase], settle_s: float) -> str:
+    lines = [
+        "| phase | seconds | the change to a stable group (s) | a joiner's first output "
+        f"after its assignment (s) | events/s | answered 429 | **429 after the first "
+        f"{settle_s:g} s** |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines.extend(
+        f"| {p.name} | {p.end - p.start:.0f} | {_num(p.assigned_after_s)} | "
+        f"{_num(p.first_output_s)} | {p.rate:.1f} | {p.rejected} | **{p.rejected_late}** |"
+        for p in phases
+    )
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.1f}"  # NaN: not applicable
 
 
 def section(
     plan: Plan,
     variants: list[Variant],
+    phases: list[Phase],
     *,
+    settle_s: float,
     kafka_text: str,
     load: tuple[float, float],
     command: str,
     seconds: float,
 ) -> str:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    scaling = ""
+    if phases:
+        scaling = f"""
+Scaling under load, one run: one replica on a backlog, two more started into the busy
+group, then stopped again (SIGTERM), every replica with the same `model.rpm`
+{plan.rpm:,}:
+
+{scaling_table(phases, settle_s)}
+
+- *A joiner's first output*: the first output of an input on a partition that moved to a
+  joining replica, after the group became stable with three members (the admin
+  client's description of the group). The giving member hands over at once the events
+  that only wait for the budget (not yet sent, uncommitted).
+- *429 after the first {settle_s:g} s*: the simulator's 429 answers from {settle_s:g} s
+  after the change to the end of the phase (its `/sim/stats`, every 0.5 s).
+"""
     return f"""\
 ## Replicas: one, two and three in one group when the model's limit is the bottleneck
 
@@ -212,31 +359,25 @@ What more replicas of `sluicegate run` in one consumer group add when the provid
 rate limit is what holds the throughput back. The OpenAI simulator (its own process)
 allows {plan.rpm:,} requests a minute to the whole account and answers in
 {plan.latency_ms:g} ms (median, lognormal); the route is `sentiment` with the local tier
-and the response cache off, so that every event is a model call. Limits are per account
-and `model.rpm` per replica, so N replicas get {plan.rpm:,} / N each (the README's
-advice); the last row gives each of three the whole limit instead.
+and the response cache off, so that every event is a model call. Every replica has
+`model.rpm` = {plan.rpm:,}, the account's limit: each takes the share of it that its
+assigned partitions give it (partitions over all partitions of its routes, on every
+rebalance) and follows the simulator's `x-ratelimit-*` headers, so nothing is divided by
+hand.
 
 {table(plan, variants)}
 
 - Each run: a backlog of {plan.events:,} reviews on a fresh {PARTITIONS}-partition topic,
-  a fresh group, the replicas started together; the rate counts the outputs the broker
-  appended from {plan.warm_s:g} s to {plan.warm_s + plan.window_s:g} s after the first
-  one, after the minute's allowance that every budget (the simulator's and each
-  replica's) holds at the start is spent, so it is the sustained rate. Median of
-  {plan.rounds} rounds; the variants take turns in every round.
+  a fresh group, the replicas started together and holding their partitions before the
+  backlog is produced; the rate counts the outputs the broker appended from
+  {plan.warm_s:g} s to {plan.warm_s + plan.window_s:g} s after the first one, after the
+  minute's allowance is spent, so it is the sustained rate. Median of {plan.rounds}
+  rounds; the variants take turns in every round.
 - *Events/request* and *of the requests the limit allows*: the simulator's answered
   requests in the window (its `/sim/stats` at both ends), against {plan.rpm / 60:g}
-  requests a second. When the provider's limit is the
-  bottleneck, replicas can only share it: the best they can do is a ratio of 1.00 to
-  one replica, with no 429s. More replicas pay off when something of one replica is
-  the bottleneck (its CPU, its connections), not the account's limit. Every variant
-  here used about all the requests the limit allows; what differs is how many events
-  a request carried.{findings(plan, variants)}
-- A replica that joins a busy group stays idle until the members that give it
-  partitions have drained them: up to `processing.shutdown_timeout_s` (30 s), since
-  their in-flight events wait for the model's budget. So the replicas here are started
-  and hold their partitions before the backlog is produced; scaling out while a
-  backlog waits costs that pause first.
+  requests a second. When the provider's limit is the bottleneck, replicas can only
+  share it: the best is a ratio of 1.00 to one replica, with no 429s.{findings(plan, variants)}
+{scaling}
 - Settings: the defaults (micro-batches of up to 16 events, concurrency from 8 up to 64,
   `max_in_flight` 10000) but `model.rpm` as in the table, `model.tpm` far above what
   the requests let through, `unordered` ordering.
@@ -256,6 +397,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warm", type=float, default=15.0, help="seconds before the window")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
     parser.add_argument("--latency-ms", type=float, default=300.0, help="median answer time")
+    parser.add_argument("--phase", type=float, default=40.0, help="seconds of a scaling phase")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds after a change whose 429s do not count")  # fmt: skip
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 1 -> 3 -> 1 run")
     parser.add_argument("--write", type=Path, help="replace this benchmark's section in FILE")
     return parser.parse_args(argv)
 
@@ -268,16 +413,25 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = time.monotonic(), os.getloadavg()[0]
     sim_settings = SimulatorSettings(rpm=plan.rpm, tpm=TPM, latency_median_ms=plan.latency_ms,
                                      seed=9)  # fmt: skip
+    phases: list[Phase] = []
     with kafka() as (bootstrap, kafka_text), simulator(sim_settings) as sim, workdir("rep") as work:
         for r in range(1, plan.rounds + 1):
             for v in variants:
                 rate = one_run(bootstrap, sim, work, plan, v)
-                print(f"round {r}/{plan.rounds}  {v.setup.name:<60} {rate:7.1f} events/s  "
-                      f"{v.rejected[-1]} answered 429", flush=True)  # fmt: skip
+                print(f"round {r}/{plan.rounds}  {v.setup.name:<20} {rate:7.1f} events/s  "
+                      f"{v.per_request[-1]:.1f} events/request  {v.rejected[-1]} answered 429",
+                      flush=True)  # fmt: skip
+        if not args.no_scaling:
+            phases = scaling_run(bootstrap, sim, work, plan, phase_s=args.phase,
+                                 settle_s=args.settle)  # fmt: skip
+            for p in phases:
+                print(f"{p.name:<16} {p.rate:6.1f} events/s  429 {p.rejected} "
+                      f"({p.rejected_late} late)  assigned after {p.assigned_after_s:.1f}s  "
+                      f"first output {p.first_output_s:.1f}s", flush=True)  # fmt: skip
     load = (load_before, os.getloadavg()[0])
     command = shlex.join([os.path.relpath(sys.executable), "-m", __spec__.name, *sys.argv[1:]])
-    text = section(plan, variants, kafka_text=kafka_text, load=load, command=command,
-                   seconds=time.monotonic() - started)  # fmt: skip
+    text = section(plan, variants, phases, settle_s=args.settle, kafka_text=kafka_text,
+                   load=load, command=command, seconds=time.monotonic() - started)  # fmt: skip
     publish(text, args.write, SECTION)
     return 0
 
