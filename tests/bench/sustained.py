@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,8 @@ class Result:
     dead: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     start_s: float = 0.0  # spawn to every partition assigned
+    cpu_s: float = 0.0  # user + system time of the variant's processes over the run
+    answered_by: dict[str, int] = field(default_factory=dict)
     rss_mib: list[float] = field(default_factory=list)  # peak per process
 
     @property
@@ -157,6 +160,15 @@ class Child:
             self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system time so far, from ``/proc/<pid>/stat`` (0 once the process is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -180,6 +192,7 @@ class Reader(threading.Thread):
                               for p in range(PARTITIONS)])  # fmt: skip
         self.seen: dict[tuple[int, int], int] = {}  # input -> output's append time (ms)
         self.duplicates = 0
+        self.answered_by: Counter[str] = Counter()  # sluicegate's enrichment.source
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -191,6 +204,8 @@ class Reader(threading.Thread):
                 partition = header(headers, SOURCE_PARTITION)
                 if partition is not None:
                     source = (int(partition), int(header(headers, SOURCE_OFFSET) or -1))
+                    enrichment = orjson.loads(msg.value() or b"{}").get("enrichment") or {}
+                    self.answered_by[str(enrichment.get("source"))] += 1
                 else:
                     _, p, o = orjson.loads(msg.value() or b"{}")["source"]
                     source = (int(p), int(o))
@@ -265,10 +280,10 @@ def spec(bootstrap: str, group: str, prefix: str, url: str) -> Spec:
 
 def start(bench: Bench, name: str, group: str, prefix: str) -> list[Any]:
     plan, bootstrap, sim, work = bench.plan, bench.bootstrap, bench.sim, bench.work
-    if name == "sluicegate":
+    if name in ("sluicegate", "sluicegate-local"):
         route = {"name": "reviews", "input_topics": [f"{prefix}.in"], "handler": "sentiment",
                  "output_topic": f"{prefix}.out", "ordering": "unordered",
-                 "options": {"local_tier": False}}  # fmt: skip
+                 "options": {"local_tier": name == "sluicegate-local"}}  # fmt: skip
         config = processor_config(bootstrap, group, [route], sim.url, prefix=prefix,
                                   model={"rpm": plan.rpm, "tpm": plan.tpm,
                                          "cache_entries": 0})  # fmt: skip
@@ -300,6 +315,7 @@ def one_run(bench: Bench, name: str, label: str) -> Result:
     try:
         wait_assigned(admin, group, len(procs), lambda: all(p.alive() for p in procs))
         result.start_s = time.monotonic() - spawned
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         reader.start()
         sim.reset()
         sim.drain()  # the minute's allowance already spent
@@ -311,6 +327,7 @@ def one_run(bench: Bench, name: str, label: str) -> Result:
                 raise RuntimeError(f"a process of {label} exited during the run")
             time.sleep(0.5)
         ended = time.time()
+        result.cpu_s = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         result.stats = sim.stats()
     finally:
         for p in procs:
@@ -329,6 +346,7 @@ def one_run(bench: Bench, name: str, label: str) -> Result:
     result.dead = count(bootstrap, f"{prefix}.dlq")
     result.lost = max(0, result.consumed - answered - result.dead)
     result.rss_mib = peaks
+    result.answered_by = dict(reader.answered_by)
     return result
 
 
