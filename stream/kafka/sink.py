@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,7 @@ class Sink:
         # Why records staged into the open transaction may be missing from it: the next
         # commit aborts it instead.
         self._spoiled: Exception | None = None
+        self._fatal: KafkaException | None = None  # raised by poll, said once
 
     @property
     def producer(self) -> Producer:
@@ -155,7 +157,7 @@ class Sink:
         """(loop) Serve the delivery reports that are in, run the complete deliveries,
         and hand the polling back to the poller thread."""
         try:
-            self.producer.poll(0)
+            self._serve_reports(0)
         finally:
             self._loop_free.set()
         self._run_ready()
@@ -164,9 +166,21 @@ class Sink:
         while not self._stop.is_set():
             if not self._loop_free.wait(0.05):
                 continue
-            self.producer.poll(0.05)
+            self._serve_reports(0.05)
             if self.ready and not self._wake_pending:
                 self.wake()
+
+    def _serve_reports(self, timeout_s: float) -> None:
+        """``poll``, which raises a fatal error of the producer (fenced by a newer instance
+        with the same transactional id) once. It is logged and left to the next
+        transactional call, which raises it as ``ProducerFenced``; the thread that serves
+        the reports must not die of it."""
+        try:
+            self.producer.poll(timeout_s)
+        except KafkaException as exc:
+            if self._fatal is None:
+                self._fatal = exc
+                log.warning("the producer can no longer be used: %s", exc.args[0].str())
 
     def wake(self) -> None:
         """(any thread) Have the loop run the complete deliveries soon."""
@@ -294,6 +308,10 @@ class Sink:
                 await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
             self._run_ready()
             self._blocking.shutdown(wait=True)
-            self._producer.close()
+            with warnings.catch_warnings():
+                # close() aborts a transaction still open and warns when it cannot (a
+                # fenced producer); the abort above has already said why.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._producer.close()
             self._producer = None
         return remaining
