@@ -83,6 +83,11 @@ class Source:
         self._consumer: Consumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # The group's metadata for a transaction's offsets, as of the last poll or the
+        # rebalance callback under way. Read on the consumer's thread only: from any other
+        # thread librdkafka's call waits until that thread polls again, so the loop asking
+        # for it while a rebalance callback waits for the loop would never return.
+        self.group_metadata: object | None = None
 
     @property
     def consumer(self) -> Consumer:
@@ -107,11 +112,15 @@ class Source:
         """Up to ``max_records`` messages, waiting at most ``wait_s`` seconds."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._thread, self.consumer.consume, max_records, wait_s
-            )
+            return await loop.run_in_executor(self._thread, self._consume, max_records, wait_s)
         except KafkaException as exc:
             raise map_kafka_error(exc, "consuming") from None
+
+    def _consume(self, max_records: int, wait_s: float) -> list[Message]:
+        """(consumer thread) ``consume``, then the group's metadata as it now stands."""
+        msgs = self.consumer.consume(max_records, wait_s)
+        self.group_metadata = self.consumer.consumer_group_metadata()
+        return msgs
 
     def pause(self, tps: Iterable[TP]) -> None:
         self.consumer.pause([TopicPartition(t, p) for t, p in tps])
@@ -177,10 +186,14 @@ class Source:
             raise RuntimeError("Source.start() was not called")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _assigned(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.group_metadata = consumer.consumer_group_metadata()  # the new generation's
         self._call_on_loop(self._hooks[0]([(tp.topic, tp.partition) for tp in parts]))
 
     def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        # A commit in the callback (the revoked partitions' last transaction) goes with
+        # the generation the callback belongs to.
+        self.group_metadata = consumer.consumer_group_metadata()
         offsets = self._call_on_loop(self._hooks[1]([(tp.topic, tp.partition) for tp in parts]))
         if offsets:
             # Commit on this thread, before the partitions are given up.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Coroutine, Iterator
@@ -42,9 +43,20 @@ class ExactlyOnce:
     def _new_sink(self) -> Sink:
         settings = self.core.settings
         p = settings.processing
-        tid = p.transactional_id or f"{settings.kafka.group_id}-{socket.gethostname()}"
         return Sink(
-            settings.kafka, transactional_id=tid, transaction_timeout_ms=p.transaction_timeout_ms
+            settings.kafka,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=p.transaction_timeout_ms,
+        )
+
+    @property
+    def transactional_id(self) -> str:
+        """``processing.transactional_id``, else ``<group_id>-<hostname>-<pid>``: unique per
+        process on a host, so that two replicas on one machine never fence each other, and
+        the same after a restart in a container (its hostname and pid are)."""
+        settings = self.core.settings
+        return settings.processing.transactional_id or (
+            f"{settings.kafka.group_id}-{socket.gethostname()}-{os.getpid()}"
         )
 
     # --- outputs: staged, the event is done at once --------------------------------------
@@ -146,7 +158,13 @@ class ExactlyOnce:
                 log.warning("transaction aborted (attempt %d): %s", attempt, exc)
             except ProducerFenced as exc:
                 core.stats.aborted_transactions += 1
-                log.warning("producer fenced, recreating it: %s", exc)
+                log.warning(
+                    "producer fenced, recreating it: %s (a newer instance with transactional id "
+                    "%r took over: a restart, or another replica given the same "
+                    "processing.transactional_id)",
+                    exc,
+                    self.transactional_id,
+                )
                 await self.sink.close()
                 self.sink = self._new_sink()
                 await self.sink.start()

@@ -403,7 +403,12 @@ class Processor:
         task.add_done_callback(part.tasks.discard)
 
     def group_metadata(self) -> object:
-        return self._source.consumer.consumer_group_metadata()
+        """As of the last poll or the rebalance under way; never a call into the consumer
+        from the loop (see ``Source.group_metadata``)."""
+        metadata = self._source.group_metadata
+        if metadata is None:
+            raise RuntimeError("no poll has returned yet: nothing can have been consumed")
+        return metadata
 
     def commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         self._source.commit(offsets, asynchronous=True)

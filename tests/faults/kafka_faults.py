@@ -276,3 +276,41 @@ def eos_kill(lab: Lab) -> Tally:
 
 def alo_kill(lab: Lab) -> Tally:
     return sigkill_loop(lab, eos=False, kills=6)
+
+
+def replicas_one_host(lab: Lab, backlog: int = 3000) -> Tally:
+    """Two exactly-once replicas on one machine with the default transactional id, as
+    `sluicegate run` twice on a host (or a benchmark) gives them: neither may fence the
+    other, both take partitions and commit, and a read_committed reader sees every input
+    exactly once."""
+    tally = Tally("two exactly-once replicas on one host, default transactional id")
+    began = time.monotonic()
+    group = f"g-{uuid.uuid4().hex[:12]}"
+    bootstrap = lab.bootstrap
+    with topics(bootstrap) as make:
+        src, out, dlq = make("in", 4), make("out", 4), make("dlq")
+        produce(bootstrap, src, event, backlog)
+        settings = sections(bootstrap, group, dlq, guarantee="exactly-once",
+                            max_in_flight=400, max_in_flight_per_partition=200,
+                            max_poll_records=50)  # fmt: skip
+        config = write_config(lab.workdir / f"two-{group}.toml", settings,
+                              [echo_route(src, out, delay_ms=5)])  # fmt: skip
+        first = ProcessorProcess(config, lab.workdir / "first.log").start()
+        second = ProcessorProcess(config, lab.workdir / "second.log")
+        try:
+            first.wait_for("assigned [(")
+            second.start()
+            second.wait_for("assigned [(")  # the group gave it partitions of its own
+            _wait(lambda: committed(bootstrap, group, src, 4) >= backlog, 120, first,
+                  "all committed")  # fmt: skip
+            codes = (second.terminate(), first.terminate())
+        finally:
+            first.ensure_gone()
+            second.ensure_gone()
+        account(tally, bootstrap, src, out, dlq, isolation="read_committed")
+    logs = first.output() + second.output()
+    assert codes == (0, 0), f"exits {codes}: {logs[-3000:]}"
+    tally.facts = {"fenced": logs.count("producer fenced"), "exit_codes": list(codes)}
+    tally.notes = f"{backlog} events; producers fenced: {tally.facts['fenced']}"
+    tally.seconds = time.monotonic() - began
+    return tally

@@ -68,6 +68,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              "python -m pytest tests/stream/test_crash.py -k at-least-once",
              run_sync=kafka_faults.alo_kill),
     Scenario("eos-kill", "kafka", 3, _faults("eos_kill"), run_sync=kafka_faults.eos_kill),
+    Scenario("replicas-one-host", "kafka", 1, _faults("replicas_one_host"),
+             run_sync=kafka_faults.replicas_one_host),
     *(
         Scenario(f"chaos-{ordering}-{kind}{'-eos' if eos else ''}", "broker", 4,
                  _faults(f"chaos and {ordering} and {kind}"),

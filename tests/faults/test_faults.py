@@ -110,6 +110,17 @@ def test_eos_kill(kafka_lab: Lab) -> None:
     assert max(facts["committed_inputs_after_each_kill"]) < tally.events_in, facts
 
 
+@pytest.mark.timeout(240)
+def test_replicas_one_host(kafka_lab: Lab) -> None:
+    """Two exactly-once replicas on one host with the default transactional id: neither
+    fences the other (they once shared ``<group>-<hostname>``)."""
+    tally = kafka_faults.replicas_one_host(kafka_lab)
+    assert tally.facts["fenced"] == 0, tally
+    assert tally.lost == 0, tally
+    assert tally.duplicated == 0, tally
+    assert tally.out + tally.dead == tally.events_in, tally  # some inputs are bad on purpose
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("ordering", "kind", "eos"),
