@@ -266,16 +266,22 @@ def failure_summary(run: Run, service: ModelService | None, total: int) -> str:
 
 
 class Progress:
-    """A line on stderr every ``PROGRESS_EVERY_S`` seconds of a long pass."""
+    """A line on stderr at most every ``every`` seconds of a long pass (none for a pass
+    shorter than that), so a run of thousands of rows shows it is moving without flooding."""
 
-    def __init__(self, name: str, total: int) -> None:
+    def __init__(
+        self, name: str, total: int, *, every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self.name, self.total, self.done = name, total, 0
-        self.started = self.last = time.monotonic()
+        self.every = PROGRESS_EVERY_S if every is None else every
+        self.clock = clock
+        self.started = self.last = clock()
 
     def step(self, n: int = 1) -> None:
         self.done += n
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY_S and self.done < self.total:
+        now = self.clock()
+        if now - self.last >= self.every and self.done < self.total:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9)
             print(f"sluicegate eval: {self.name}: {self.done}/{self.total} rows "
