@@ -131,13 +131,32 @@ def skip_unknown(
     unknown = {label: n for label, n in labels.items() if label.strip().lower() not in known}
     if unknown:
         ranked = sorted(unknown.items(), key=lambda item: (-item[1], item[0]))
-        listed = ", ".join(f"{label!r} ({n})" for label, n in ranked[:UNKNOWN_SHOWN])
+        listed = ", ".join(f"{label!r} ({n})" if label.strip() else f"empty ({n})"
+                           for label, n in ranked[:UNKNOWN_SHOWN])  # fmt: skip
         more = f" and {len(ranked) - UNKNOWN_SHOWN} more" if len(ranked) > UNKNOWN_SHOWN else ""
-        warn(f"{path.name}: {sum(unknown.values())} {what} skipped, their label is not one "
+        count = sum(unknown.values())
+        what = what[:-1] if count == 1 and what.endswith("s") else what
+        warn(f"{path.name}: {count} {what} skipped, their label is not one "
              f"of {', '.join(known)} (any case): {listed}{more}")  # fmt: skip
 
 
 UNKNOWN_SHOWN = 10
+
+
+def with_text(table: Table, column: str) -> list[int]:
+    """The indexes of the rows whose ``column`` holds text; the others are skipped with
+    a warning naming their lines (a JSONL row may lack the key, a CSV cell be empty)."""
+    kept: list[int] = []
+    empty: list[int] = []
+    for i, row in enumerate(table.rows):
+        value = row.get(column)
+        (kept if isinstance(value, str) and value.strip() else empty).append(i)
+    if empty:
+        lines = ", ".join(str(table.lines[i]) for i in empty[:UNKNOWN_SHOWN])
+        more = f" and {len(empty) - UNKNOWN_SHOWN} more" if len(empty) > UNKNOWN_SHOWN else ""
+        warn(f"{table.path.name}: {len(empty)} row{'s' if len(empty) != 1 else ''} skipped, "
+             f"no text in {column} (line {lines}{more})")  # fmt: skip
+    return kept
 
 
 def flag(value: Any, table: Table, column: str, index: int) -> int | None:

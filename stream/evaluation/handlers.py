@@ -41,6 +41,7 @@ from stream.evaluation.data import (
     read_table,
     skip_unknown,
     warn,
+    with_text,
 )
 from stream.model.endpoint import model_service
 from stream.model.errors import (
@@ -113,9 +114,10 @@ def read_sentiment(path: Path, limit: int | None) -> list[Row]:
     text = find_column(table, TEXT_COLUMNS, "text")
     label = find_column(table, ("label_text", "sentiment", "label"), "label")
     ident = find_optional(table, ID_COLUMNS)
-    skip_unknown(path, Counter(str(r.get(label) or "") for r in table.rows), SENTIMENT_LABELS)
+    texts = [table.rows[i] for i in with_text(table, text)]
+    skip_unknown(path, Counter(str(r.get(label) or "") for r in texts), SENTIMENT_LABELS)
     rows = []
-    for r in table.rows:
+    for r in texts:
         gold = str(r.get(label) or "").strip().lower()
         if gold not in SENTIMENT_LABELS:
             continue
@@ -149,8 +151,8 @@ def read_moderation(path: Path, limit: int | None) -> list[Row]:
         warn(f"{path.name}: columns ignored (not a category of the taxonomy): "
              f"{', '.join(ignored)}")  # fmt: skip
     rows = []
-    for i, item in enumerate(table.rows):
-        labels = {}
+    for i in with_text(table, text):
+        item, labels = table.rows[i], {}
         for column, code in categories.items():
             value = flag(item.get(column), table, column, i)
             if value is not None:

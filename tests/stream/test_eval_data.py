@@ -325,7 +325,7 @@ def test_task_is_scored_on_the_fields_of_its_answer(
     assert table_rows(out) == 4
     assert "accuracy_category" in out
     assert "accuracy_urgent" in out
-    assert "1 category label cells skipped" in err
+    assert "1 category label cell skipped" in err
     assert "'shipping' (1)" in err
     # Without the task's route there is nothing to evaluate.
     code, _, err = eval_cli(capsys, "task", "--data", str(data))
@@ -363,3 +363,17 @@ async def test_eval_says_timeouts_opened_the_breaker(
     assert "the model failed on 4 of 4 rows (cascade" in err
     assert "circuit breaker was open" in err
     assert "requests sent: 2 timeout" in err
+
+
+def test_rows_without_text_or_label_are_skipped_with_their_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items: list[dict[str, object]] = [{"text": t, "label": lab} for t, lab in REVIEWS]
+    items += [{"label": "positive"}, {"text": "  ", "label": "negative"}, {"text": "No label."}]
+    data = write_jsonl(tmp_path / "holes.jsonl", items)
+    code, out, err = eval_cli(capsys, "sentiment", "--data", str(data))
+    assert code == 0, err
+    assert table_rows(out) == 4
+    assert "2 rows skipped, no text in text (line 5, 6)" in err
+    assert "1 row skipped, their label is not one of" in err
+    assert "empty (1)" in err
