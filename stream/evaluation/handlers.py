@@ -268,7 +268,7 @@ def failure_summary(run: Run, service: ModelService | None, total: int) -> str:
 
 
 class Progress:
-    """A line on stderr at most every ``every`` seconds of a long pass (none for a pass
+    """A line on stderr at most every ``every`` seconds (5) of a long pass (none for a pass
     shorter than that), so a run of thousands of rows shows it is moving without flooding."""
 
     def __init__(
@@ -290,7 +290,7 @@ class Progress:
                   f"({rate:.1f}/s)", file=sys.stderr)  # fmt: skip
 
 
-PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_S = 5.0
 
 
 async def run_handler(
