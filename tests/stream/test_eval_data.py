@@ -377,3 +377,56 @@ def test_rows_without_text_or_label_are_skipped_with_their_lines(
     assert "2 rows skipped, no text in text (line 5, 6)" in err
     assert "1 row skipped, their label is not one of" in err
     assert "empty (1)" in err
+
+
+def write_as(path: Path, items: list[dict[str, object]]) -> Path:
+    """``items`` as a .jsonl file, or as a .csv/.tsv with their keys as the header."""
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, items)
+    header = list(items[0])
+    return write_delimited(path, header, [[i.get(k, "") for k in header] for i in items])
+
+
+FORMAT_CASES: dict[str, tuple[list[dict[str, object]], str]] = {
+    "sentiment": ([{"TEXT": t, "Label": lab} for t, lab in REVIEWS], ""),
+    "moderation": (
+        [
+            {"Prompt": "Have a lovely day!", "hr": 0, "V": 0},
+            {"Prompt": "I will kill you, idiot.", "hr": 1, "V": 1},
+        ],
+        "",
+    ),
+    "logs": ([{k: v for k, v in i.items() if k != "group"} for i in log_items()], ""),
+    "task": (
+        [
+            {"body": "I was charged twice.", "category": "billing", "urgent": "no"},
+            {"body": "It crashes.", "category": "Technical_Support", "urgent": "yes"},
+        ],
+        ROUTE.format(name="tickets", handler="task") + TASK,
+    ),
+}
+
+
+@pytest.mark.parametrize("target", sorted(FORMAT_CASES))
+def test_every_handler_reads_csv_tsv_and_jsonl_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    items, route = FORMAT_CASES[target]
+    extra = ["-c", str(config(tmp_path, route))] if route else []
+    tables = []
+    for suffix in (".csv", ".tsv", ".jsonl"):
+        data = write_as(tmp_path / f"data{suffix}", items)
+        code, out, err = eval_cli(capsys, target, "--data", str(data), *extra)
+        assert code == 0, err
+        # The first table row without the model's figures (its timing may batch apart).
+        first = next(
+            line
+            for line in out.splitlines()
+            if line.startswith("| ")
+            and "---" not in line
+            and not line.startswith("| run")
+            and not line.startswith("| system")
+        )
+        tables.append(first.split("|")[:4] if target != "task" else first.split("|")[:3])
+    assert tables[0] == tables[1] == tables[2]
+    assert "warning" not in capsys.readouterr().err
