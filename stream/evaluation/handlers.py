@@ -264,7 +264,17 @@ def failure_summary(run: Run, service: ModelService | None, total: int) -> str:
         requests = service.client.requests
         tally = ", ".join(f"{n} {status}" for status, n in sorted(requests.items()))
         parts.append(f"  requests sent: {tally or 'none'}")
+        failed = {status: n for status, n in requests.items() if status != "ok"}
+        if failed and BREAKER_OPEN in kinds:
+            outcomes = sorted(failed.items())
+            cause = ", ".join(f"{n} {REQUEST_OUTCOMES.get(s, s)}" for s, n in outcomes)
+            parts.append(f"  the breaker opened after failed requests: {cause}")
     return "\n".join(parts)
+
+
+BREAKER_OPEN = dict(FAILURE_KINDS)[ModelCircuitOpen]
+REQUEST_OUTCOMES = {"timeout": "timed out (model.timeout_s)", "rate_limited": "rate limited",
+                    "error": "server errors, refusals or no connection"}  # fmt: skip
 
 
 class Progress:

@@ -363,6 +363,7 @@ async def test_eval_says_timeouts_opened_the_breaker(
     assert "the model failed on 4 of 4 rows (cascade" in err
     assert "circuit breaker was open" in err
     assert "requests sent: 2 timeout" in err
+    assert "the breaker opened after failed requests: 2 timed out (model.timeout_s)" in err
 
 
 def test_rows_without_text_or_label_are_skipped_with_their_lines(
