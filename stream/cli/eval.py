@@ -35,12 +35,16 @@ answers. Point `sluicegate eval` at the real API (`OPENAI_API_KEY`) to measure n
 def add_eval_command(sub: Any) -> None:
     ev = sub.add_parser("eval", help="measure a handler on a labelled file (see EVAL.md)")
     ev.add_argument(
-        "target", metavar="HANDLER", choices=["sentiment", "moderation", "logs"],
-        help="sentiment, moderation or logs",
+        "target", metavar="HANDLER", choices=["sentiment", "moderation", "logs", "task"],
+        help="sentiment, moderation, logs or task",
     )  # fmt: skip
     ev.add_argument("--data", type=Path, required=True, action="append",
-                    help="labelled file (repeatable); logs: Loghub folder or csv")  # fmt: skip
-    ev.add_argument("-c", "--config", type=Path, default=None, help="config (model, prices)")
+                    help="labelled .csv, .tsv or .jsonl (repeatable); logs: also a Loghub "
+                    "folder")  # fmt: skip
+    ev.add_argument("-c", "--config", type=Path, default=None,
+                    help="config (model, prices; the handler's route: options)")  # fmt: skip
+    ev.add_argument("--route", default=None,
+                    help="the route whose options to use, if several run the handler")  # fmt: skip
     ev.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     ev.add_argument("--write", type=Path, default=None, help="put the table into this file")
     ev.set_defaults(handler=_cmd_eval)
@@ -51,6 +55,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from stream.evaluation import logs as evaluate_logs  # noqa: PLC0415
 
     settings = load(args.config)
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: give a number of rows, 1 or more")
+    options = evaluate.route_options(settings, args.target, args.route, args.config)
     for path in args.data:
         if not path.exists():
             raise ConfigError(f"--data: {path} does not exist")
@@ -58,10 +65,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for path in args.data:
         try:
             if args.target == "logs":
-                text = asyncio.run(evaluate_logs.report_logs(path, settings, limit=args.limit))
+                text = asyncio.run(
+                    evaluate_logs.report_logs(path, settings, limit=args.limit, options=options)
+                )
             else:
                 result = asyncio.run(
-                    evaluate.evaluate(args.target, path, settings, limit=args.limit)
+                    evaluate.evaluate(
+                        args.target, path, settings, limit=args.limit, options=options
+                    )
                 )
                 text = evaluate.report(args.target, path, result)
         except (OSError, ValueError, KeyError) as exc:

@@ -15,8 +15,7 @@ category code. Log parsing (Loghub) is stream/evaluation/logs.py.
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -29,10 +28,31 @@ import orjson
 from handlers.base import Handler, HandlerContext
 from handlers.registry import HANDLERS
 from schemas.enriched import EnrichedEvent
-from schemas.errors import EventError
+from schemas.errors import EventError, SluicegateError
 from schemas.records import SourceRecord
 from stream.config import Settings
+from stream.errors import ConfigError
+from stream.evaluation.data import (
+    DataError,
+    Table,
+    find_column,
+    find_optional,
+    flag,
+    read_table,
+    skip_unknown,
+    warn,
+    with_text,
+)
 from stream.model.endpoint import model_service
+from stream.model.errors import (
+    BudgetPaused,
+    ModelCircuitOpen,
+    ModelError,
+    ModelRateLimited,
+    ModelRequestRejected,
+    ModelTimeout,
+    ModelUnavailable,
+)
 from stream.model.service import ModelService
 
 # The moderation set's category codes and the taxonomy category each one scores.
@@ -68,6 +88,8 @@ class Run:
     cached_tokens: float = 0.0
     completion_tokens: float = 0.0
     usd: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)  # model failures by kind
+    first_error: dict[str, str] = field(default_factory=dict)
 
     def per_1000(self, value: float) -> float:
         return value * 1000 / max(1, len(self.events))
@@ -80,24 +102,205 @@ class Run:
 # -- reading the datasets -----------------------------------------------------------------
 
 
+SENTIMENT_LABELS = ("positive", "negative", "neutral", "frustrated")
+TEXT_COLUMNS = ("text", "review", "content", "body", "sentence", "prompt", "comment")
+ID_COLUMNS = ("id", "original_index", "review_id")
+
+
 def read_sentiment(path: Path, limit: int | None) -> list[Row]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [Row(orjson.dumps({"id": r.get("original_index"), "text": r["text"]}),
-                    {"label": r["label_text"]}) for r in csv.DictReader(f)]  # fmt: skip
-    return rows[:limit]
+    """A text column and a label column (positive, negative, neutral or frustrated, any
+    case; frustrated is scored as negative); rows with other labels are skipped."""
+    table = read_table(path, limit)
+    text = find_column(table, TEXT_COLUMNS, "text")
+    label = find_column(table, ("label_text", "sentiment", "label"), "label")
+    ident = find_optional(table, ID_COLUMNS)
+    texts = [table.rows[i] for i in with_text(table, text)]
+    skip_unknown(path, Counter(str(r.get(label) or "") for r in texts), SENTIMENT_LABELS)
+    rows = []
+    for r in texts:
+        gold = str(r.get(label) or "").strip().lower()
+        if gold not in SENTIMENT_LABELS:
+            continue
+        event = {"id": r.get(ident) if ident else None, "text": r.get(text) or ""}
+        rows.append(Row(orjson.dumps(event), {"label": _gold_sentiment(gold)}))
+    return rows
+
+
+def _gold_sentiment(label: str) -> str:
+    return "negative" if label == "frustrated" else label
 
 
 def read_moderation(path: Path, limit: int | None) -> list[Row]:
+    """A text column and 0/1 columns per category, named by code (S, H, V, HR, SH, S3,
+    H2, V2) or by category (sexual, hate, ..., any case); an empty cell is unlabelled."""
+    table = read_table(path, limit)
+    text = find_column(table, ("prompt", *TEXT_COLUMNS[:-1]), "text")
+    names = {code.lower(): code for code in MODERATION_CODES}
+    names |= {cat.lower(): code for code, cat in MODERATION_CODES.items()}
+    names |= {cat.lower().replace("/", "_").replace("-", "_"): code
+              for code, cat in MODERATION_CODES.items()}  # fmt: skip
+    categories = {c: names[c.lower()] for c in table.columns if c.lower() in names}
+    if not categories:
+        expected = ", ".join(f"{code} ({cat})" for code, cat in MODERATION_CODES.items())
+        raise DataError(f"{path.name}: no category label column; expected any of "
+                        f"{expected} (any case); found "
+                        f"{', '.join(table.columns) or 'no columns'}")  # fmt: skip
+    ignored = [c for c in table.columns if c not in categories and c != text
+               and c.lower() not in ID_COLUMNS]  # fmt: skip
+    if ignored:
+        warn(f"{path.name}: columns ignored (not a category of the taxonomy): "
+             f"{', '.join(ignored)}")  # fmt: skip
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            item = json.loads(line)
-            labels = {code: item[code] for code in MODERATION_CODES if code in item}
-            rows.append(Row(orjson.dumps({"text": item["prompt"]}), labels))
-    return rows[:limit]
+    for i in with_text(table, text):
+        item, labels = table.rows[i], {}
+        for column, code in categories.items():
+            value = flag(item.get(column), table, column, i)
+            if value is not None:
+                labels[code] = value
+        rows.append(Row(orjson.dumps({"text": item.get(text) or ""}), labels))
+    return rows
+
+
+def task_fields(handler: Handler) -> dict[str, dict[str, Any]]:
+    """The top-level properties of a task's answer, by name, with their JSON schema."""
+    make_task = getattr(handler, "make_task", None)
+    if make_task is None:
+        raise DataError(f"the {handler.name} handler declares no task")
+    schema = make_task().output.model_json_schema()
+    props: dict[str, dict[str, Any]] = schema.get("properties", {})
+    return props
+
+
+def read_task(path: Path, limit: int | None, fields: dict[str, dict[str, Any]]) -> list[Row]:
+    """The event is the row without its label columns; a label column is named after a
+    property of the task's answer (or ``expected_<name>``, any case). Enum labels are
+    matched case-insensitively; cells that are no value of the enum are skipped."""
+    table = read_table(path, limit)
+    labels: dict[str, str] = {}
+    for name in fields:
+        column = find_optional(table, (f"expected_{name}", name))
+        if column is not None:
+            labels[column] = name
+    if not labels:
+        found = ", ".join(table.columns) or "no columns"
+        raise DataError(f"{path.name}: no label column; expected a column named after a "
+                        f"field of the task's answer ({', '.join(fields)}, or "
+                        f"expected_<field>; any case); found {found}")  # fmt: skip
+    rows: list[Row] = []
+    unknown: dict[str, Counter[str]] = defaultdict(Counter)
+    for i, item in enumerate(table.rows):
+        event = {k: v for k, v in item.items() if k not in labels}
+        gold: dict[str, Any] = {}
+        for column, name in labels.items():
+            value = item.get(column)
+            if value is None or value == "":
+                continue
+            known = _task_value(fields[name], value, table, column, i)
+            if known is _UNKNOWN:
+                unknown[name][str(value)] += 1
+            else:
+                gold[name] = known
+        rows.append(Row(orjson.dumps(event), gold))
+    for name, counts in unknown.items():
+        enum = [str(v) for v in fields[name].get("enum", [])]
+        skip_unknown(path, counts, [v.lower() for v in enum], what=f"{name} label cells")
+    return rows
+
+
+_UNKNOWN = object()
+
+
+def _task_value(schema: dict[str, Any], value: Any, table: Table, column: str, i: int) -> Any:
+    """A label cell as the answer would hold it: an enum value (any case), a boolean,
+    a number, else the text."""
+    if "enum" in schema:
+        by_lower = {str(v).lower(): v for v in schema["enum"]}
+        return by_lower.get(str(value).strip().lower(), _UNKNOWN)
+    kind = schema.get("type")
+    if kind == "boolean":
+        return bool(flag(value, table, column, i))
+    if kind in ("number", "integer"):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{table.where(i)}: {column} = {value!r}; a number is expected"
+            ) from None
+    return value
 
 
 # -- running a handler --------------------------------------------------------------------
+
+
+class ModelFailed(SluicegateError):
+    """The model did not answer some rows; the message says how it failed."""
+
+
+# How each way a model call can fail reads in the summary, most telling first.
+FAILURE_KINDS: tuple[tuple[type[ModelError], str], ...] = (
+    (ModelRequestRejected, "rejected by the server as a bad request (a configuration "
+     "fault: check model.model, model.base_url and model.output_mode)"),
+    (ModelTimeout, "timed out (model.timeout_s)"),
+    (ModelRateLimited, "rate limited by the server"),
+    (ModelUnavailable, "server errors or no connection"),
+    (BudgetPaused, "stopped by the daily budget"),
+    (ModelCircuitOpen, "not sent: the circuit breaker was open (it opens after "
+     "consecutive failed requests: see the requests sent below)"),
+)  # fmt: skip
+
+
+def failure_kind(exc: ModelError) -> str:
+    return next((text for cls, text in FAILURE_KINDS if isinstance(exc, cls)),
+                type(exc).__name__)  # fmt: skip
+
+
+def failure_summary(run: Run, service: ModelService | None, total: int) -> str:
+    """What failed, by kind with the first message of each, and the requests' outcomes."""
+    parts = [f"the model failed on {sum(run.failures.values())} of {total} rows ({run.name}):"]
+    order = [text for _, text in FAILURE_KINDS]
+    kinds = sorted(run.failures, key=lambda k: order.index(k) if k in order else -1)
+    parts += [f"  {run.failures[k]} x {k}; first: {run.first_error[k][:400]}" for k in kinds]
+    if service is not None:
+        requests = service.client.requests
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(requests.items()))
+        parts.append(f"  requests sent: {tally or 'none'}")
+        failed = {status: n for status, n in requests.items() if status != "ok"}
+        if failed and BREAKER_OPEN in kinds:
+            outcomes = sorted(failed.items())
+            cause = ", ".join(f"{n} {REQUEST_OUTCOMES.get(s, s)}" for s, n in outcomes)
+            parts.append(f"  the breaker opened after failed requests: {cause}")
+    return "\n".join(parts)
+
+
+BREAKER_OPEN = dict(FAILURE_KINDS)[ModelCircuitOpen]
+REQUEST_OUTCOMES = {"timeout": "timed out (model.timeout_s)", "rate_limited": "rate limited",
+                    "error": "server errors, refusals or no connection"}  # fmt: skip
+
+
+class Progress:
+    """A line on stderr at most every ``every`` seconds (5) of a long pass (none for a pass
+    shorter than that), so a run of thousands of rows shows it is moving without flooding."""
+
+    def __init__(
+        self, name: str, total: int, *, every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.name, self.total, self.done = name, total, 0
+        self.every = PROGRESS_EVERY_S if every is None else every
+        self.clock = clock
+        self.started = self.last = clock()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            print(f"sluicegate eval: {self.name}: {self.done}/{self.total} rows "
+                  f"({rate:.1f}/s)", file=sys.stderr)  # fmt: skip
+
+
+PROGRESS_EVERY_S = 5.0
 
 
 async def run_handler(
@@ -108,12 +311,17 @@ async def run_handler(
     *,
     concurrency: int = 256,
     first_offset: int = 0,
+    progress: Progress | None = None,
+    check: bool = True,
 ) -> Run:
     """Every row through the handler as the runtime would call it (``try_now`` first,
-    then ``handle``), many at a time so micro-batching works as in a stream."""
+    then ``handle``), many at a time so micro-batching works as in a stream. A model
+    failure (not a per-event fault) is counted by kind and raised as ``ModelFailed``
+    once every row is done (``check``), so the message says what failed across the pass."""
     run = Run(name)
     before = _tally(service)
     gate = asyncio.Semaphore(concurrency)
+    progress = progress or Progress(name, len(rows))
 
     async def one(i: int, row: Row) -> EnrichedEvent | None:
         record = SourceRecord("eval", 0, first_offset + i, None, row.value)
@@ -124,6 +332,13 @@ async def run_handler(
                     result = await handler.handle(record)
         except EventError:
             return None
+        except ModelError as exc:
+            kind = failure_kind(exc)
+            run.failures[kind] += 1
+            run.first_error.setdefault(kind, str(exc))
+            return None
+        finally:
+            progress.step()
         if result.value is None:  # an explicit skip
             return None
         return EnrichedEvent.model_validate_json(result.value)
@@ -131,6 +346,8 @@ async def run_handler(
     started = time.perf_counter()
     run.events = list(await asyncio.gather(*(one(i, r) for i, r in enumerate(rows))))
     run.seconds = time.perf_counter() - started
+    if check and run.failures:
+        raise ModelFailed(failure_summary(run, service, len(rows)))
     after = _tally(service)
     run.calls, run.prompt_tokens, run.cached_tokens, run.completion_tokens, run.usd = (
         int(after[0] - before[0]), *(a - b for a, b in zip(after[1:], before[1:], strict=True))
@@ -149,6 +366,34 @@ def _tally(service: ModelService | None) -> tuple[float, float, float, float, fl
         sum(x.completion for x in t),
         sum(x.usd for x in t),
     )
+
+
+def route_options(
+    settings: Settings, handler: str, route: str | None, config: Path | None
+) -> dict[str, Any]:
+    """The options of the config's route that runs ``handler`` (``route`` names it when
+    several do); none: the handler's defaults (a ``task`` needs its route)."""
+    where = str(config) if config is not None else "the configuration"
+    if route is not None:
+        named = [r for r in settings.routes if r.name == route]
+        if not named:
+            known = ", ".join(r.name for r in settings.routes) or "none"
+            raise ConfigError(f"--route {route}: no such route in {where}; routes: {known}")
+        if named[0].handler != handler:
+            raise ConfigError(f"--route {route} runs the {named[0].handler} handler, "
+                              f"not {handler}")  # fmt: skip
+        return dict(named[0].options)
+    matching = [r for r in settings.routes if r.handler == handler]
+    if len(matching) > 1:
+        names = ", ".join(r.name for r in matching)
+        raise ConfigError(f"routes {names} of {where} all run {handler}: choose one with "
+                          "--route NAME")  # fmt: skip
+    if matching:
+        return dict(matching[0].options)
+    if handler == "task":
+        raise ConfigError(f"eval task: {where} has no route with handler = \"task\"; "
+                          "give -c CONFIG with the task's route (instruction, schema)")  # fmt: skip
+    return {}
 
 
 def build(name: str, options: dict[str, Any], service: ModelService | None) -> Handler:
@@ -216,6 +461,35 @@ def score_moderation(rows: Sequence[Row], run: Run) -> dict[str, float]:
     return out
 
 
+def _same(predicted: Any, gold: Any) -> bool:
+    if isinstance(gold, float) and isinstance(predicted, int | float):
+        return float(predicted) == gold
+    if isinstance(gold, str) and isinstance(predicted, str):
+        return predicted.strip().lower() == gold.strip().lower()
+    return bool(predicted == gold)
+
+
+def score_task(rows: Sequence[Row], run: Run) -> dict[str, float]:
+    """Per field of the answer: the share of rows labelled for it answered with the
+    label (enums and text compared case-insensitively); ``exact``: every labelled field."""
+    out: dict[str, float] = {}
+    fields = sorted({name for r in rows for name in r.labels})
+    for name in fields:
+        pairs = [(e, r.labels[name]) for r, e in zip(rows, run.events, strict=True)
+                 if name in r.labels]  # fmt: skip
+        right = sum(e is not None and _same(e.enrichment.answer.get(name), g) for e, g in pairs)
+        out[f"accuracy_{name}"] = right / len(pairs)
+    exact = [e is not None and all(_same(e.enrichment.answer.get(k), v)
+                                   for k, v in r.labels.items())
+             for r, e in zip(rows, run.events, strict=True)]  # fmt: skip
+    out["exact"] = sum(exact) / len(rows)
+    answered = [e for e in run.events if e is not None]
+    out["answered"] = len(answered) / len(rows)
+    out["local_coverage"] = sum(e.enrichment.tier == "local" for e in answered) / len(rows)
+    out["local_precision"] = 0.0
+    return out
+
+
 def local_sweep(name: str, rows: Sequence[Row], run: Run) -> list[tuple[float, float, float]]:
     """``(threshold, coverage, precision)`` of the local tier's answers at thresholds:
     how the handler's default threshold was chosen."""
@@ -259,11 +533,14 @@ async def evaluate(
     name: str, path: Path, settings: Settings, *, limit: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> Evaluation:  # fmt: skip
-    """The local tier alone, the cascade, then the model alone, over the same rows."""
+    """The local tier alone, the cascade, then the model alone, over the same rows (a
+    ``task`` has no local tier: the model alone). ``options``: the route's handler options."""
+    options = options or {}
+    if name == "task":
+        return await evaluate_task(path, settings, limit=limit, options=options)
     rows = READERS[name](path, limit)
     if not rows:
-        raise ValueError(f"{path}: no rows")
-    options = options or {}
+        raise DataError(f"{path.name}: no labelled rows")
     results = []
     alone = build(name, {**options, "local_threshold": 0.0}, None)
     run = await run_local_only(name, alone, rows)
@@ -278,6 +555,17 @@ async def evaluate(
         run = await run_handler("model only", nolocal, rows, service)
         results.append((run, SCORERS[name](rows, run)))
     return Evaluation(results, sweep, where)
+
+
+async def evaluate_task(
+    path: Path, settings: Settings, *, limit: int | None, options: dict[str, Any]
+) -> Evaluation:
+    rows = read_task(path, limit, task_fields(build("task", options, None)))
+    if not rows:
+        raise DataError(f"{path.name}: no labelled rows")
+    async with model_service(settings) as (service, where):
+        run = await run_handler("model", build("task", options, service), rows, service)
+    return Evaluation([(run, score_task(rows, run))], [], where)
 
 
 class _NoModel:
@@ -344,11 +632,13 @@ def report(name: str, path: Path, evaluation: Evaluation) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     default = getattr(HANDLERS[name], "default_threshold", None)
-    lines += ["", f"The local tier's precision by threshold (the default is {default}):", "",
-              "| threshold | " + " | ".join(f"{t:g}" for t, _, _ in sweep) + " |",
-              "|---" + "|---:" * len(sweep) + "|",
-              "| coverage | " + " | ".join(f"{c:.1%}" for _, c, _ in sweep) + " |",
-              "| precision | " + " | ".join(_share(c, p) for _, c, p in sweep) + " |"]  # fmt: skip
+    if sweep:
+        lines += ["", f"The local tier's precision by threshold (the default is {default}):", "",
+                  "| threshold | " + " | ".join(f"{t:g}" for t, _, _ in sweep) + " |",
+                  "|---" + "|---:" * len(sweep) + "|",
+                  "| coverage | " + " | ".join(f"{c:.1%}" for _, c, _ in sweep) + " |",
+                  "| precision | "
+                  + " | ".join(_share(c, p) for _, c, p in sweep) + " |"]  # fmt: skip
     if name == "moderation":
         lines += ["", "Per category F1 (rows labelled for that category only):", "",
                   "| run | " + " | ".join(MODERATION_CODES.values()) + " |",
@@ -366,4 +656,6 @@ def _share(coverage: float, precision: float) -> str:
 def _quality_keys(name: str, scores: dict[str, float]) -> list[str]:
     if name == "sentiment":
         return ["accuracy", "macro_f1"]
+    if name == "task":
+        return [k for k in scores if k.startswith("accuracy_")] + ["exact", "answered"]
     return ["accuracy_flagged", "f1_flagged"]

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -30,7 +31,19 @@ from handlers.base import HandlerContext
 from handlers.logs import LogsHandler
 from handlers.logs.templates import normalize_template
 from stream.config import Settings
-from stream.evaluation.handlers import Row, _NoModel, _tally, build, grouping_accuracy, run_handler
+from stream.evaluation.data import DataError, find_column, find_optional, read_table
+from stream.evaluation.handlers import (
+    ModelFailed,
+    Progress,
+    Row,
+    Run,
+    _NoModel,
+    _tally,
+    build,
+    failure_summary,
+    grouping_accuracy,
+    run_handler,
+)
 from stream.model.endpoint import configured, model_service
 from stream.model.service import ModelService
 
@@ -44,18 +57,27 @@ class LogScore:
     templates: int
     calls: int
     ga: float
-    pa: float
+    pa: float | None  # None: the file has no templates, only groups
     local_share: float
     prompt_tokens: float
     usd: float
 
 
+LINE_COLUMNS = ("line", "raw", "log", "message", "content", "text")
+TEMPLATE_COLUMNS = ("EventTemplate", "template")
+GROUP_COLUMNS = ("EventId", "group", "template_id", "event_id")
+
+
 def log_systems(path: Path) -> list[tuple[str, Path, Path]]:
     """``(system, raw log, structured csv)`` for a Loghub folder, a system's folder or a
-    system's ``*_structured_corrected.csv``."""
+    system's ``*_structured_corrected.csv``; for any other .csv, .tsv or .jsonl file
+    ``(its stem, the file, the file)``: its lines and labels are columns of its own."""
     if path.is_file():
         system = path.name.split("_2k")[0]
-        return [(system, path.with_name(f"{system}_2k.log"), path)]
+        raw = path.with_name(f"{system}_2k.log")
+        if "_structured" in path.name and raw.exists():
+            return [(system, raw, path)]
+        return [(path.stem, path, path)]
     found = []
     for csv_path in path.rglob("*_2k.log_structured_corrected.csv"):
         system = csv_path.name.split("_2k")[0]
@@ -69,6 +91,9 @@ def log_systems(path: Path) -> list[tuple[str, Path, Path]]:
 def read_loghub(
     raw: Path, labels: Path, limit: int | None
 ) -> tuple[list[str], list[dict[str, str]]]:
+    """The raw lines and, per line, its ``Content``, ``EventId`` and ``EventTemplate``."""
+    if raw == labels:
+        return read_log_table(raw, limit)
     lines = raw.read_text(encoding="utf-8", errors="replace").splitlines()[:limit]
     with labels.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[: len(lines)]
@@ -77,6 +102,31 @@ def read_loghub(
     missing = {"Content", "EventId", "EventTemplate"} - set(rows[0] if rows else ())
     if missing:
         raise ValueError(f"{labels.name} lacks the columns {sorted(missing)}")
+    return lines, rows
+
+
+def read_log_table(path: Path, limit: int | None) -> tuple[list[str], list[dict[str, str]]]:
+    """A file with a line column and a template column (``<*>`` for a variable) or a
+    group column (lines of one template share its value), or both; any case."""
+    table = read_table(path, limit)
+    line = find_column(table, LINE_COLUMNS, "log line")
+    template = find_optional(table, TEMPLATE_COLUMNS)
+    group = find_optional(table, GROUP_COLUMNS)
+    if template is None and group is None:
+        raise DataError(f"{path.name}: no label column; expected a template column "
+                        f"({', '.join(TEMPLATE_COLUMNS)}) or a group column "
+                        f"({', '.join(GROUP_COLUMNS)}), any case; found "
+                        f"{', '.join(table.columns)}")  # fmt: skip
+    lines, rows = [], []
+    for i, item in enumerate(table.rows):
+        text = item.get(line)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{table.where(i)}: {line} is empty or not text; a log line "
+                            "is needed")  # fmt: skip
+        pattern = str(item.get(template) or "") if template else ""
+        lines.append(text)
+        rows.append({"Content": text, "EventTemplate": pattern,
+                     "EventId": str(item.get(group) or "") if group else pattern})  # fmt: skip
     return lines, rows
 
 
@@ -93,20 +143,36 @@ def drain_defaults(rows: Sequence[dict[str, str]]) -> float:
 
 
 async def run_logs(
-    system: str, raw: Path, labels: Path, service: ModelService | None, limit: int | None
+    system: str,
+    raw: Path,
+    labels: Path,
+    service: ModelService | None,
+    limit: int | None,
+    *,
+    options: dict[str, Any] | None = None,
 ) -> LogScore:
-    """Every line of a system through a fresh ``logs`` handler, in file order."""
+    """Every line of a system through a fresh ``logs`` handler, in file order. Model
+    failures are counted over the whole system and raised once (``ModelFailed``)."""
     lines, rows = read_loghub(raw, labels, limit)
-    handler = build("logs", {}, service)
+    handler = build("logs", options or {}, service)
     if not isinstance(handler, LogsHandler):
         raise TypeError(f"the logs handler is {type(handler).__name__}")
     if service is None:
         handler.context = HandlerContext(handler.context.route, _NoModel())
     before = _tally(service)
     events = []
+    progress, failed = Progress(system, len(lines)), Run(system)
     for i, line in enumerate(lines):
-        run = await run_handler(system, handler, [Row(line.encode(), {})], service, first_offset=i)
+        row = [Row(line.encode(), {})]
+        run = await run_handler(
+            system, handler, row, service, first_offset=i, progress=progress, check=False
+        )
         events.append(run.events[0])
+        failed.failures.update(run.failures)
+        for kind, text in run.first_error.items():
+            failed.first_error.setdefault(kind, text)
+    if failed.failures:
+        raise ModelFailed(failure_summary(failed, service, len(lines)))
     after = _tally(service)
     ids = [e.enrichment.answer["template_id"] if e else None for e in events]
     templates = [e.enrichment.answer["template"] if e else None for e in events]
@@ -115,7 +181,7 @@ async def run_logs(
     return LogScore(
         system=system, lines=n, templates=len({r["EventId"] for r in rows}),
         calls=handler.model_calls, ga=grouping_accuracy(ids, [r["EventId"] for r in rows]),
-        pa=sum(p == t for p, t in zip(templates, truth, strict=True)) / n,
+        pa=sum(p == t for p, t in zip(templates, truth, strict=True)) / n if any(truth) else None,
         local_share=sum(e is not None and e.enrichment.tier == "local" for e in events) / n,
         prompt_tokens=after[1] - before[1], usd=after[4] - before[4],
     )  # fmt: skip
@@ -139,17 +205,26 @@ async def taught_service(settings: Settings, teacher: Path) -> AsyncIterator[Mod
             await service.aclose()
 
 
-async def report_logs(path: Path, settings: Settings, *, limit: int | None = None) -> str:
+async def report_logs(
+    path: Path, settings: Settings, *, limit: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> str:  # fmt: skip
     """GA, PA and model calls per system, with the model (or the simulator's heuristics)
     and with the simulator's teacher, next to Drain3 with its defaults."""
     systems = log_systems(path)
     baseline = [drain_defaults(read_loghub(raw, lab, limit)[1]) for _, raw, lab in systems]
     async with model_service(settings) as (service, where):
-        plain = [await run_logs(s, raw, lab, service, limit) for s, raw, lab in systems]
+        plain = [
+            await run_logs(s, raw, lab, service, limit, options=options) for s, raw, lab in systems
+        ]
     taught: list[LogScore] = []
-    if not configured(settings):
+    loghub = all(raw != lab for _, raw, lab in systems)  # the teacher reads Loghub's files
+    if not configured(settings) and loghub:
         async with taught_service(settings, path) as service:
-            taught = [await run_logs(s, raw, lab, service, limit) for s, raw, lab in systems]
+            taught = [
+                await run_logs(s, raw, lab, service, limit, options=options)
+                for s, raw, lab in systems
+            ]
     name = "simulator heuristics" if not configured(settings) else where
     head = (
         f"| system | lines | true templates | Drain3 defaults GA | GA ({name}) | PA "
@@ -162,8 +237,8 @@ async def report_logs(path: Path, settings: Settings, *, limit: int | None = Non
         t = taught[i] if taught else None
         out.append(
             f"| {p.system} | {p.lines} | {p.templates} | {baseline[i]:.3f} | {p.ga:.3f} "
-            f"| {p.pa:.3f} | {p.calls / p.templates:.2f} | " + (
-                f"{t.ga:.3f} | {t.pa:.3f} | {t.calls} | {t.calls / t.templates:.2f} "
+            f"| {_pa(p.pa)} | {p.calls / p.templates:.2f} | " + (
+                f"{t.ga:.3f} | {_pa(t.pa)} | {t.calls} | {t.calls / t.templates:.2f} "
                 f"| {t.local_share:.1%} | {t.prompt_tokens:,.0f} | {t.usd:.4f} |"
                 if t else f"- | - | - | - | {p.local_share:.1%} | {p.prompt_tokens:,.0f} "
                 f"| {p.usd:.4f} |"
@@ -174,17 +249,26 @@ async def report_logs(path: Path, settings: Settings, *, limit: int | None = Non
     return "\n".join(out)
 
 
+def _pa(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _mean_pa(scores: Sequence[LogScore]) -> float:
+    known = [s.pa for s in scores if s.pa is not None]
+    return statistics.fmean(known) if known else 0.0
+
+
 def _averages(plain: list[LogScore], taught: list[LogScore], baseline: list[float]) -> list[str]:
     avg = statistics.fmean
     ratio = sum(p.calls for p in plain) / sum(p.templates for p in plain)
     row = (f"| **average / total** | {sum(p.lines for p in plain)} "
            f"| {sum(p.templates for p in plain)} | {avg(baseline):.3f} "
-           f"| **{avg(p.ga for p in plain):.3f}** | {avg(p.pa for p in plain):.3f} "
+           f"| **{avg(p.ga for p in plain):.3f}** | {_mean_pa(plain):.3f} "
            f"| {ratio:.2f} | ")  # fmt: skip
     if not taught:
         return [row + "- | - | - | - | - | - | - |"]
     calls, templates = sum(t.calls for t in taught), sum(t.templates for t in taught)
-    ga, pa = avg(t.ga for t in taught), avg(t.pa for t in taught)
+    ga, pa = avg(t.ga for t in taught), _mean_pa(taught)
     row += (
         f"**{ga:.3f}** | **{pa:.3f}** | {calls} | **{calls / templates:.2f}** "
         f"| {avg(t.local_share for t in taught):.1%} "
