@@ -9,6 +9,7 @@ what is accepted, before anything connects anywhere.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -38,6 +39,19 @@ from stream.errors import ConfigError
 ENV_PREFIX = "SLUICEGATE_"
 ENV_DELIMITER = "__"
 CONFIG_ENV = "SLUICEGATE_CONFIG"
+# Variables read by the project's tools (the local broker launcher, the benchmarks),
+# not settings: never reported as misspelt.
+TOOL_ENV_VARS = frozenset(
+    {
+        CONFIG_ENV,
+        "SLUICEGATE_CACHE_DIR",
+        "SLUICEGATE_KAFKA_VERSION",
+        "SLUICEGATE_KAFKA_LOG4J_VERSION",
+        "SLUICEGATE_KAFKA_HEAP",
+        "SLUICEGATE_KAFKA_STATE_DIR",
+        "SLUICEGATE_BENCH_KEEP",
+    }
+)
 
 LibrdkafkaValue = str | int | float | bool
 Ordering = Literal["unordered", "key", "partition"]
@@ -506,9 +520,15 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     sections = {name.upper() for name in Settings.model_fields}
     suspicious = []
     for name in environ:
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in TOOL_ENV_VARS:
             continue
         rest = name[len(ENV_PREFIX) :]
-        if (ENV_DELIMITER in rest or rest in sections) and settings_path(name) is None:
+        # SLUICEGATE_LOG_LEVEL (one underscore for two) or SLUICEGATE_CONFG would
+        # otherwise be ignored as well.
+        near_miss = rest.startswith(tuple(f"{s}_" for s in sections)) or bool(
+            difflib.get_close_matches(name, [CONFIG_ENV], n=1, cutoff=0.8)
+        )
+        looks_like = ENV_DELIMITER in rest or rest in sections or near_miss
+        if looks_like and settings_path(name) is None:
             suspicious.append(name)
     return sorted(suspicious)

@@ -159,3 +159,19 @@ def test_partition_bound_must_exceed_poll_batch(tmp_path: Path) -> None:
     path = write(tmp_path, "[processing]\nmax_in_flight_per_partition = 600\n")
     with pytest.raises(ConfigError, match=r"at least twice max_poll_records \(500\)"):
         config.load(path)
+
+
+@pytest.mark.parametrize("name", ["SLUICEGATE_LOG_LEVEL", "SLUICEGATE_CONFG"])
+def test_single_underscore_near_misses_are_reported(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setting written with one underscore, or a misspelt SLUICEGATE_CONFIG, stops the start."""
+    monkeypatch.setenv(name, "DEBUG")
+    with pytest.raises(ConfigError, match=f"{name} names no setting.*accepted"):
+        config.load()
+
+
+def test_tool_variables_are_not_settings_typos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker launcher's SLUICEGATE_KAFKA_HEAP is not taken for a misspelt setting."""
+    monkeypatch.setenv("SLUICEGATE_KAFKA_HEAP", "-Xmx1g")
+    assert config.load().kafka.group_id == "sluicegate"
