@@ -36,6 +36,7 @@ from schemas.enriched import (
 from schemas.errors import SluicegateError
 from schemas.events import _Event, decode_event
 from schemas.records import SourceRecord
+from stream.learn.tier import Decision, LearnedTier
 
 
 class EnrichOptions(HandlerOptions):
@@ -51,10 +52,30 @@ class EnrichOptions(HandlerOptions):
     max_event_bytes: int = Field(
         1_000_000, ge=1, description="larger values are bad input (the model has a context limit)"
     )
-    local_tier: bool = Field(True, description="let the free local tier answer easy cases")
+    local_tier: bool = Field(True, description="let a free local tier answer easy cases")
+    learn: bool = Field(
+        True, description="the learned local tier: a student trained on the model's answers "
+        "answers when its audited agreement with the model clears local_target (stream/learn)"
+    )  # fmt: skip
+    local_target: float = Field(
+        0.95, gt=0, le=1, description="agreement with the model the learned tier must keep"
+    )
+    audit_share: float = Field(
+        0.05, gt=0, le=1, description="share of events the student could answer that the "
+        "model still answers, to measure its agreement"
+    )  # fmt: skip
+    local_may_omit: tuple[str, ...] | None = Field(
+        None, description="answer fields the learned tier may leave empty (free text it "
+        "cannot write); unset: the handler's default; any other such field: it defers"
+    )  # fmt: skip
+    static_tier: bool = Field(
+        False, description="also let the static heuristic (VADER, alt-profanity-check) answer "
+        "alone at local_threshold, a threshold tuned offline that does not carry over to new "
+        "data (EVAL.md); off by default"
+    )  # fmt: skip
     local_threshold: float | None = Field(
-        None, ge=0, le=1, description="local confidence needed to skip the model; "
-        "unset: the handler's default, measured on labelled data (EVAL.md)"
+        None, ge=0, le=1, description="the static tier's confidence needed to skip the "
+        "model (with static_tier); unset: the handler's default, measured on labelled data"
     )  # fmt: skip
     escalate_model: str | None = Field(
         None, description="a larger model to ask when nano's confidence is low"
@@ -90,19 +111,39 @@ class EnrichingHandler(Handler):
     # None: the handler has no local tier.
     default_threshold: ClassVar[float | None] = None
     default_alerts: ClassVar[tuple[str, ...]] = ()
+    # Answer fields the learned tier may leave empty by default (free text it cannot write).
+    default_may_omit: ClassVar[tuple[str, ...]] = ()
+    # True if the local tier is a heuristic with a threshold tuned offline (it answers
+    # alone only with static_tier); False if it is exact (the log template store).
+    static_heuristic: ClassVar[bool] = True
+    learns: ClassVar[bool] = True  # whether the learned local tier applies to this handler
 
     def __init__(self, options: HandlerOptions, context: HandlerContext | None = None) -> None:
         super().__init__(options, context)
         self.redactor = Redactor(frozenset(self.options.redact))
         threshold = self.options.local_threshold
         self.threshold = self.default_threshold if threshold is None else threshold
-        self.local_enabled = self.options.local_tier and self.threshold is not None
+        # The static tier answers alone only when the route asks for it (static_tier); its
+        # answer is otherwise kept for the budget's local-only mode.
+        self.static_enabled = self.options.local_tier and self.threshold is not None
+        self.local_enabled = self.static_enabled and (
+            self.options.static_tier or not self.static_heuristic
+        )
         self.answers_now = self.local_enabled and self.local_answers_now
         alerts = self.options.alert_on
         self.alert_labels = frozenset(self.default_alerts if alerts is None else alerts)
         self.tiers: Counter[str] = Counter()  # answers by tier: local, cache, model
         self.alerts_raised: Counter[str] = Counter()  # by alert kind
         self.task = self.make_task()
+        self.learner: LearnedTier | None = None
+        if self.learns and self.options.local_tier and self.options.learn:
+            omit = self.options.local_may_omit
+            self.learner = LearnedTier(
+                self.task.output,
+                target=self.options.local_target,
+                audit_share=self.options.audit_share,
+                may_omit=self.default_may_omit if omit is None else omit,
+            )
         if self.options.service_tier is not None:
             self.task = Task(
                 self.task.name,
@@ -202,14 +243,26 @@ class EnrichingHandler(Handler):
             local = self.local_now(event) or await self.local_later(event)
             if local is not None and self._confident(local):
                 return self._local(record, original, local, started)
+        decision: Decision | None = None
+        if self.learner is not None:
+            decision = await self.learner.decide(self.model_text(event))
+            if decision.local:
+                fields, confidence = self.learner.local_fields(decision)
+                answer = Answer(self._fill_omitted(fields), confidence)
+                return self._local(record, original, answer, started)
         redacted = self.redactor.redact(self.model_text(event))
         model = self.context.require_model(self.name)
         try:
             answer, reply, escalated = await self.consult(model, event, redacted.text)
         except SluicegateError as exc:
-            if getattr(exc, "local_only", False) and local is not None:
-                return self._local(record, original, local, started)  # the budget is spent
+            if getattr(exc, "local_only", False):  # the budget is spent: any local answer
+                if local is None and self.static_enabled:
+                    local = self.local_now(event) or await self.local_later(event)
+                if local is not None:
+                    return self._local(record, original, local, started)
             raise
+        if decision is not None and self.learner is not None:
+            self.learner.observe(decision, answer.fields)
         return self._wrap(
             record,
             original,
@@ -234,6 +287,19 @@ class EnrichingHandler(Handler):
         task = Task(self.task.name, self.task.instructions, self.task.output, big)
         second = await model.ask(task, text, route=route, batch=False)
         return self.from_model(event, second.output), _sum(reply, second), True
+
+    def _fill_omitted(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields the learned tier leaves empty, as the empty value of their type."""
+        declared = self.task.output.model_fields
+        for name, value in fields.items():
+            if value is None and name in declared:
+                annotation = declared[name].annotation
+                origin = getattr(annotation, "__origin__", annotation)
+                if origin is list:
+                    fields[name] = []
+                elif annotation is str:
+                    fields[name] = ""
+        return fields
 
     def _confident(self, answer: Answer) -> bool:
         return (

@@ -60,12 +60,13 @@ class ModerationHandler(EnrichingHandler):
     Options = ModerationOptions
     options: ModerationOptions
     kind = Post
-    default_threshold: ClassVar[float | None] = 0.93
+    default_threshold: ClassVar[float | None] = 0.93  # with static_tier only
+    default_may_omit: ClassVar[tuple[str, ...]] = ("reason",)
     default_alerts: ClassVar[tuple[str, ...]] = ("violates",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        scorer = local.profanity() if self.local_enabled else None
+        scorer = local.profanity() if self.static_enabled else None
         self._profanity = local.ScoreBatcher[float](scorer) if scorer is not None else None
 
     def make_task(self) -> Task:

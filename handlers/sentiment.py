@@ -47,11 +47,12 @@ class SentimentHandler(EnrichingHandler):
 
     name = "sentiment"
     kind = Review
-    default_threshold: ClassVar[float | None] = 0.9
+    default_threshold: ClassVar[float | None] = 0.9  # with static_tier only
+    default_may_omit: ClassVar[tuple[str, ...]] = ("phrases",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        ready = self.local_enabled and local.vader() is not None
+        ready = self.static_enabled and local.vader() is not None
         self._vader = local.ScoreBatcher(local.vader_many) if ready else None
 
     def make_task(self) -> Task:

@@ -68,6 +68,8 @@ class LogsHandler(EnrichingHandler):
     default_threshold: ClassVar[float | None] = 1.0  # the template store is exact
     default_alerts: ClassVar[tuple[str, ...]] = ("critical",)
     local_answers_now = True
+    static_heuristic: ClassVar[bool] = False  # exact: answers on its own
+    learns: ClassVar[bool] = False  # the template store is the learned tier of logs
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stream.cli.eval_teacher import add_teacher_arguments, run_teacher
 from stream.config import load
 from stream.errors import ConfigError
 
@@ -47,6 +48,7 @@ def add_eval_command(sub: Any) -> None:
                     help="the route whose options to use, if several run the handler")  # fmt: skip
     ev.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     ev.add_argument("--write", type=Path, default=None, help="put the table into this file")
+    add_teacher_arguments(ev)
     ev.set_defaults(handler=_cmd_eval)
 
 
@@ -61,6 +63,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for path in args.data:
         if not path.exists():
             raise ConfigError(f"--data: {path} does not exist")
+    if args.teacher:
+        return run_teacher(args, settings, write_section)
     sections = []
     for path in args.data:
         try:

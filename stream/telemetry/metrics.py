@@ -31,6 +31,7 @@ from stream import secrets
 from stream.config import KafkaSettings, MetricsSettings
 from stream.errors import KafkaUnavailable
 from stream.kafka.admin import check_reachable
+from stream.learn.metrics import learned_tier_metrics
 from stream.model.quality import OUTCOMES
 from stream.model.service import ModelService
 from stream.runtime.processor import Processor
@@ -122,6 +123,7 @@ class RuntimeCollector(Collector):
             value=cap.consecutive,
         )  # fmt: skip
         yield from self._handlers()
+        yield from learned_tier_metrics(self.handlers)
         if self.model is not None:
             yield from self._model(self.model)
 

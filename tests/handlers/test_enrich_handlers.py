@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from handlers.base import Handler, HandlerContext, Result
+from handlers.enrich import EnrichingHandler
 from handlers.registry import HANDLERS
 from schemas.enriched import Alert, EnrichedEvent
 from schemas.errors import BadInput, SluicegateError
@@ -64,10 +65,27 @@ async def enrich(handler: Handler, rec: SourceRecord) -> tuple[EnrichedEvent, Re
     return EnrichedEvent.model_validate_json(result.value), result
 
 
-async def test_sentiment_cascade_answers_clear_cases_locally(
+async def test_static_tier_does_not_answer_alone_by_default(
     model: ModelService, simulator: str
 ) -> None:
+    """VADER's threshold was tuned offline and does not carry over: by default a clear
+    case goes to the model (and teaches the learned tier) instead."""
     handler = build("sentiment", model)
+    assert isinstance(handler, EnrichingHandler)
+    assert not handler.local_enabled
+    clear = {"review_id": "r1", "text": "Wonderful, excellent, I love it. Great value!"}
+    enriched, _ = await enrich(handler, record(clear))
+    assert enriched.enrichment.tier == "model"
+    assert await chat_calls(simulator) == 1
+    assert handler.learner is not None
+    await handler.learner.drain()
+    assert handler.learner.stats.trained == 1
+
+
+async def test_sentiment_cascade_answers_clear_cases_locally_with_the_static_tier(
+    model: ModelService, simulator: str
+) -> None:
+    handler = build("sentiment", model, static_tier=True)
     clear = {"review_id": "r1", "text": "Wonderful, excellent, I love it. Great value!",
              "stars": 5}  # fmt: skip
     enriched, _ = await enrich(handler, record(clear))
@@ -137,7 +155,7 @@ async def test_escalation_asks_the_larger_model_when_nano_hesitates(
 async def test_moderation_local_safe_model_violates_and_alerts(
     model: ModelService, simulator: str
 ) -> None:
-    handler = build("moderation", model, policy=["spam"])
+    handler = build("moderation", model, policy=["spam"], static_tier=True)
     clean, result = await enrich(handler, record({"post_id": 1, "text": "Lovely sunset today."}))
     assert (clean.enrichment.tier, clean.enrichment.answer["action"]) == ("local", "safe")
     assert result.alerts == ()

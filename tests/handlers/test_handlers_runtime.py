@@ -65,7 +65,7 @@ async def test_sentiment_and_moderation_routes_end_to_end(
     settings = settings_for(
         kafka,
         [{"name": "reviews", "input_topics": [reviews], "output_topic": out_r,
-          "handler": "sentiment", "ordering": "unordered"},
+          "handler": "sentiment", "ordering": "unordered", "options": {"static_tier": True}},
          {"name": "posts", "input_topics": [posts], "output_topic": out_p,
           "handler": "moderation", "ordering": "key", "options": {"policy": ["spam"]}},
          {"name": "logs", "input_topics": [logs], "output_topic": out_l,
