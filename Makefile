@@ -46,6 +46,7 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.framework_overhead --write BENCHMARKS.md
 	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
+	$(PY) -m tests.bench.startup --write BENCHMARKS.md
 
 .PHONY: bench-peers bench-sustained
 QUIX_VENV := .venv-quix
