@@ -47,6 +47,7 @@ bench: install kafka-fetch ## benchmarks; results into BENCHMARKS.md
 	$(PY) -m tests.bench.model_throughput --write BENCHMARKS.md
 	$(PY) -m tests.bench.token_cost --write BENCHMARKS.md
 	$(PY) -m tests.bench.local_tier --write BENCHMARKS.md
+	$(PY) -m tests.bench.startup --write BENCHMARKS.md
 
 .PHONY: bench-peers bench-sustained
 QUIX_VENV := .venv-quix

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHMARKS = ("framework_overhead", "model_throughput", "token_cost")
+BENCHMARKS = ("framework_overhead", "model_throughput", "token_cost", "startup")
 
 
 def add_bench_command(sub: Any) -> None:
