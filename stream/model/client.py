@@ -77,6 +77,9 @@ _MODE_NAMES = {
 REPAIR_ECHO_CHARS = 2000
 # The fewest completion tokens a request may reserve in a tight context window.
 MIN_COMPLETION_TOKENS = 16
+# A server that answers, but slower than model.timeout_s (a small model on a CPU), gets a
+# doubled timeout after each timeout, up to this many times model.timeout_s.
+MAX_TIMEOUT_GROWTH = 8
 
 
 @dataclass
@@ -204,6 +207,10 @@ class ModelClient:
         self.context_tokens = settings.context_tokens
         self.token_scale = 1.0
         self._where = address(settings.base_url or "https://api.openai.com/v1")
+        # The request timeout: model.timeout_s, doubled after a timeout at an endpoint
+        # that has answered (the probe or a call), so slow is not taken for down.
+        self.timeout_s = settings.timeout_s
+        self._answered = False
 
     async def aclose(self) -> None:
         await self._sdk.close()
@@ -218,6 +225,20 @@ class ModelClient:
         """Check at start-up that the endpoint answers and takes the key; raises
         ``ModelUnreachable`` (exit 3) naming the address otherwise."""
         await probe(self._sdk, self.settings)
+        self._answered = True
+
+    def _slower(self, sent_with: float) -> None:
+        """A request sent with ``sent_with`` seconds timed out: wait longer from now on,
+        once per timeout in force (the requests that timed out together count once)."""
+        cap = self.settings.timeout_s * MAX_TIMEOUT_GROWTH
+        if not self._answered or sent_with < self.timeout_s or self.timeout_s >= cap:
+            return
+        self.timeout_s = min(cap, self.timeout_s * 2)
+        log.warning(
+            "the model endpoint at %s answers, but not within %.0f s: waiting up to %.0f s "
+            "for an answer from now on (model.timeout_s sets where this starts; at most "
+            "%d times it)", self._where, sent_with, self.timeout_s, MAX_TIMEOUT_GROWTH,
+        )  # fmt: skip
 
     async def ask(
         self, task: Task, events: Sequence[tuple[str, str]], *, admit: Admit | None = None
@@ -512,11 +533,14 @@ class ModelClient:
         return await self._retrying(once)
 
     def _failed(
-        self, exc: openai.OpenAIError, task: Task, *, flex: bool
+        self, exc: openai.OpenAIError, task: Task, *, flex: bool, timeout: float
     ) -> tuple[SluicegateError, bool]:
-        """Account for a failed call (limit, budget, breaker, metrics): ``(our error,
-        whether it was only "no flex capacity" for a flex request)``."""
+        """Account for a failed call (limit, budget, breaker, metrics, the timeout it was
+        sent with): ``(our error, whether it was only "no flex capacity" for a flex
+        request)``."""
         mapped = map_openai_error(exc, f"calling {task.model or self.settings.model}")
+        if isinstance(mapped, ModelTimeout):
+            self._slower(timeout)
         no_flex = (
             flex and isinstance(mapped, ModelRateLimited) and mapped.code == "resource_unavailable"
         )
@@ -597,12 +621,14 @@ class ModelClient:
         extra: dict[str, Any] = {"service_tier": tier} if tier else {}
         if self.send_max_tokens:
             extra["max_tokens"] = reserved
+        timeout = self.timeout_s
         try:
             raw = await self._sdk.chat.completions.with_raw_response.create(
                 model=task.model or self.settings.model,
                 messages=cast("Any", messages),  # plain dicts of the documented shape
                 response_format=cast("Any", response_format),
                 max_completion_tokens=reserved,
+                timeout=timeout,
                 **extra,
             )
         except openai.OpenAIError as exc:
@@ -615,7 +641,7 @@ class ModelClient:
                     self.requests["error"] += 1
                     self.breaker.forget_probe()
                     raise refused from None
-            mapped, no_flex = self._failed(exc, task, flex=tier is not None)
+            mapped, no_flex = self._failed(exc, task, flex=tier is not None, timeout=timeout)
             if isinstance(mapped, ContextExceeded):
                 mapped.estimated_prompt = estimate - reserved
             if no_flex:
@@ -641,6 +667,7 @@ class ModelClient:
         self.requests["ok"] += 1
         self.latency.observe(took)
         self.breaker.record(ok=True)
+        self._answered = True
         self.budget.sync_headers(raw.headers)
         completion = raw.parse()
         used = completion.usage

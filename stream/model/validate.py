@@ -2,7 +2,8 @@
 
 Each item is validated on its own, so one bad item costs one lone retry, not the batch.
 An id that comes more than once is trusted for none of its items (which one is that
-event's answer?), and an id that was not asked is ignored.
+event's answer?), and an id that was not asked is ignored, except in the answer to one
+event that holds one item: that item is the event's whatever id it carries.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def collect(
             problems.append(_brief(exc))
             continue
         valid.setdefault(getattr(item, ID_KEY), []).append(item)
+    if len(events) == 1 and len(valid) == 1 and len(items) == 1:
+        # One event, one valid item: the answer is that event's, whatever id it gives
+        # (small models often miscopy the id, or leave it empty).
+        valid = {events[0][0]: next(iter(valid.values()))}
     for eid, found in valid.items():
         if len(found) > 1:
             problems.append(f"the id {eid!r} came {len(found)} times (more than once)")

@@ -16,7 +16,12 @@ import pytest_asyncio
 
 from stream.config import ModelSettings, Settings
 from stream.model.client import ModelClient
-from stream.model.errors import ContextExceeded, ModelOutputInvalid, ModelRequestRejected
+from stream.model.errors import (
+    ContextExceeded,
+    ModelOutputInvalid,
+    ModelRequestRejected,
+    ModelTimeout,
+)
 from stream.model.service import ModelService
 from stream.simulator.server import running_simulator
 from stream.simulator.settings import SimulatorSettings
@@ -233,3 +238,63 @@ async def test_a_refused_max_tokens_is_sent_no_more() -> None:
     forced = fake_client(Server(openai_like), send_max_tokens=True)
     with pytest.raises(ModelRequestRejected, match=r"model\.send_max_tokens"):
         await forced.ask(TASK, EVENTS[:1])
+
+
+async def test_a_server_slower_than_the_timeout_gets_a_longer_one() -> None:
+    """A local model on a CPU takes longer than model.timeout_s for every answer: each
+    timeout at an endpoint that answered the probe doubles the wait (said at WARNING),
+    up to MAX_TIMEOUT_GROWTH times model.timeout_s, so the answers come instead of
+    timeouts without end."""
+    slow = SimulatorSettings(port=0, latency_median_ms=1200, latency_sigma=0, seed=5,
+                             emulate="llama-cpp-python")  # fmt: skip
+    async with running_simulator(slow) as url:
+        model = client(url, timeout_s=0.4)
+        await model.probe()
+        answers = await model.ask(TASK, EVENTS)
+        assert set(answers.outputs) == {"a", "b", "c"}
+        assert model.timeout_s == pytest.approx(1.6)
+        await model.aclose()
+
+
+async def test_the_timeout_does_not_grow_at_an_endpoint_that_never_answered() -> None:
+    """Before the probe or any answer, a timeout may be an endpoint that is down: the
+    wait stays model.timeout_s."""
+    slow = SimulatorSettings(port=0, latency_median_ms=1000, latency_sigma=0, seed=5,
+                             emulate="llama-cpp-python")  # fmt: skip
+    async with running_simulator(slow) as url:
+        model = client(url, timeout_s=0.2, max_attempts=2)
+        with pytest.raises(ModelTimeout):
+            await model.ask(TASK, EVENTS[:1])
+        assert model.timeout_s == pytest.approx(0.2)
+        await model.aclose()
+
+
+async def test_a_lone_event_answer_with_a_miscopied_id_is_kept() -> None:
+    """A small model often gives the one item of a one-event answer an empty or wrong
+    id (Gemma 3 270M through llama-cpp-python does): the item is that event's answer."""
+
+    def wrong_ids(body: dict[str, Any], n: int) -> httpx2.Response:
+        return completion(answer({**good("a"), "id": ""}) if n == 0 else answer(good("x")))
+
+    server = Server(wrong_ids)
+    model = fake_client(server)
+    first = await model.ask(TASK, [("e1", "Loved it")])
+    second = await model.ask(TASK, [("e2", "Loved it too")])
+    assert set(first.outputs) == {"e1"}
+    assert set(second.outputs) == {"e2"}
+    assert len(server.requests) == 2  # no repair was needed
+
+
+async def test_in_a_batch_an_unknown_id_is_still_no_answer() -> None:
+    """With two or more events an id is the only way to match an item: a wrong one
+    answers nothing and its event is asked again alone."""
+
+    def batch_then_lone(body: dict[str, Any], n: int) -> httpx2.Response:
+        if n == 0:
+            return completion(answer(good("a"), {**good("b"), "id": "zz"}))
+        return completion(answer(good("b")))
+
+    server = Server(batch_then_lone)
+    answers = await fake_client(server).ask(TASK, [("a", "Nice"), ("b", "Fine")])
+    assert set(answers.outputs) == {"a", "b"}
+    assert len(server.requests) == 2
