@@ -94,8 +94,11 @@ fresh {PARTITIONS}-partition topic, enriched by one `sluicegate run` process wit
 route `sentiment`, `unordered` ordering and the response cache off; the local tier off,
 then on. Answers take 300 ms (median, lognormal). *model-bound*: 600 requests and
 2,000,000 tokens a minute, the minute's allowance spent at the start; *unbound*: a
-limit no run reaches, so the processor's own work decides the speed. The local tier
-scores off the event loop, on a bounded share of each text.
+limit no run reaches, so the processor's own work decides the speed. *Local tier on*
+is the route's default: the learned tier, which scores and trains off the event loop
+on a bounded share of each text and answers only once audited agreement with the model
+proves it (against the simulator's answers it never does here: 0% local is that policy
+deferring, and the CPU is its training on every answer).
 
 {table(rows)}
 
