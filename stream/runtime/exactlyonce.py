@@ -195,11 +195,19 @@ class ExactlyOnce:
         return {}
 
     async def lost(self, parts: list[Partition], forget: Any) -> None:
-        # Under the lock: a commit that is under way finishes with the lost partitions'
-        # outputs and offsets together, or not at all, before they are forgotten.
+        # Forgotten at once: the consumer's thread waits in its callback for this, and a
+        # commit under way can be held up as long as the broker is away; the member must
+        # rejoin meanwhile. That commit carries each partition's outputs with its offsets
+        # (its retries only those of partitions still owned), so this cannot split them.
+        forget(parts)
+        cleanup = asyncio.create_task(self._abort_after_lost())
+        cleanup.add_done_callback(self._committed)
+
+    async def _abort_after_lost(self) -> None:
+        # The open transaction may hold outputs of the lost partitions, staged ahead of a
+        # commit: aborted once no commit runs (the lock), the others' outputs sent again.
         async with self._lock:
-            forget(parts)
-            await self.sink.abort()  # the open transaction may hold outputs of theirs
+            await self.sink.abort()
             for part in self.core.parts.values():
                 part.all_unsent()
 
