@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, Field
@@ -36,7 +36,9 @@ from schemas.enriched import (
 from schemas.errors import SluicegateError
 from schemas.events import _Event, decode_event
 from schemas.records import SourceRecord
-from stream.learn.tier import Decision, LearnedTier
+
+if TYPE_CHECKING:  # the learned tier imports scikit-learn: loaded by a route that learns
+    from stream.learn.tier import Decision, LearnedTier
 
 
 class EnrichOptions(HandlerOptions):
@@ -137,6 +139,8 @@ class EnrichingHandler(Handler):
         self.task = self.make_task()
         self.learner: LearnedTier | None = None
         if self.learns and self.options.local_tier and self.options.learn:
+            from stream.learn.tier import LearnedTier  # noqa: PLC0415 - see the imports
+
             omit = self.options.local_may_omit
             self.learner = LearnedTier(
                 self.task.output,

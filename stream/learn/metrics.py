@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from handlers.base import Handler
-from stream.learn.tier import LearnedTier
+
+if TYPE_CHECKING:  # the tier imports scikit-learn: only a route that learns loads it
+    from stream.learn.tier import LearnedTier
 
 
 def learned_tier_metrics(handlers: Mapping[str, Handler]) -> Iterator[Metric]:
@@ -35,8 +38,8 @@ def learned_tier_metrics(handlers: Mapping[str, Handler]) -> Iterator[Metric]:
         labels=labels,
     )  # fmt: skip
     for route, handler in handlers.items():
-        tier = getattr(handler, "learner", None)
-        if not isinstance(tier, LearnedTier):
+        tier: LearnedTier | None = getattr(handler, "learner", None)
+        if tier is None:
             continue
         stats, key = tier.stats, [route, handler.name]
         seen = stats.local + stats.deferred
