@@ -9,6 +9,7 @@ models only read: they never rewrite what the producer sent.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +88,10 @@ EVENT_KINDS: dict[str, type[_Event]] = {"log": LogEvent, "review": Review, "post
 # prompt builder recurse (Python's own limit is near 1,000) and fail as handler errors.
 MAX_JSON_DEPTH = 64
 ORJSON_MAX_DEPTH = 254  # orjson.dumps raises past this many nested levels
+# orjson reads an integer beyond 64 bits as a float; a value with a run of 20 digits or
+# more (the longest 64-bit integer has 20) is read again by the standard library, whose
+# integers are exact. The match may be inside a string: reading again changes nothing then.
+_LONG_DIGITS = re.compile(rb"\d{20}")
 
 
 def decode_event(
@@ -115,6 +120,8 @@ def decode_event(
         original = _utf8(value)
     if isinstance(original, dict | list):
         check_depth(value, original)
+        if _LONG_DIGITS.search(value):
+            original = json.loads(value)  # orjson refused numbers past a double's range
     if not isinstance(original, dict):
         if not raw_text or not isinstance(original, str):
             raise BadInput(

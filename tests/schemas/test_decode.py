@@ -45,3 +45,16 @@ def test_whitespace_only_text_is_bad_input(value: bytes) -> None:
     for kind in (Review, Post, LogEvent):
         with pytest.raises(BadInput):
             decode_event(value, kind, raw_text=False)
+
+
+@pytest.mark.parametrize("kind", [Review, Post])
+@pytest.mark.parametrize("big", [123456789012345678901234567890, 2**64, -(2**70), 10**300])
+def test_an_id_beyond_64_bits_is_read_exactly(kind: type[Review] | type[Post], big: int) -> None:
+    # JSON has no integer size limit and ids of 20+ digits exist (snowflakes, decimals):
+    # orjson reads them as floats, which an integer id field refused.
+    value = b'{"id": %d, "text": "fine"}' % big
+    original, event = decode_event(value, kind, raw_text=False)
+    assert original["id"] == big
+    assert isinstance(original["id"], int)
+    ident = getattr(event, "review_id" if kind is Review else "post_id")
+    assert ident == big
