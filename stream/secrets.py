@@ -49,10 +49,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Provider API keys as they appear in error bodies (OpenAI sk-..., sk-proj-...).
     (re.compile(r"\bsk-[A-Za-z0-9_*-]{6,}"), f"sk-{MASK}"),
     # key=value / "key": "value" pairs whose key names a secret (librdkafka dumps,
-    # reprs of dicts, query strings).
+    # reprs of dicts, query strings). The key is a whole name; error codes that name a
+    # secret without holding one (``invalid_api_key: Incorrect API key...``) are not keys.
     (
         re.compile(
-            r"(?i)(?P<key>[\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|api[_-]?key|token|"
+            r"(?i)(?<![A-Za-z0-9_.-])(?!(?:invalid|missing|incorrect|expired|revoked)_)"
+            r"(?P<key>[\"']?[A-Za-z0-9_.-]*(?:password|passwd|secret|api[_-]?key|token|"
             r"sasl\.(?!mechanism|username)[A-Za-z.]+|ssl\.key\.(?!location)[A-Za-z.]+)[\"']?"
             r"\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|[^\s,;&}'\"]+)"
         ),

@@ -231,6 +231,15 @@ def test_mask_text_finds_secrets_by_position(text: str, secret: str) -> None:
     assert secrets.MASK in masked
 
 
+def test_an_error_code_naming_a_key_is_not_masked_as_one() -> None:
+    """The provider's reason after its error code stays readable; the key itself not."""
+    masked = secrets.mask_text(
+        "HTTP 401 invalid_api_key: Incorrect API key provided: sk-test-abcdEFGH12345678."
+    )
+    assert "invalid_api_key: Incorrect API key provided: sk-" in masked
+    assert "abcdEFGH12345678" not in masked
+
+
 def test_mask_text_keeps_ordinary_text() -> None:
     """Token counts, mechanisms and paths are not secrets and stay readable."""
     for text in ("max_tokens=5 prompt_tokens: 33", "sasl.mechanism=PLAIN",
