@@ -12,7 +12,12 @@ from stream.cli.commands import EXIT_UNAVAILABLE
 from stream.config import Settings
 from stream.dlq import DEFAULT_MAX_RECORD_BYTES
 from stream.errors import ConfigError
-from stream.kafka.admin import check_reachable, record_limit_problems, topic_limits
+from stream.kafka.admin import (
+    check_client_options,
+    check_reachable,
+    record_limit_problems,
+    topic_limits,
+)
 from stream.model.cost import check_prices
 from stream.model.errors import ModelUnreachable
 from stream.model.service import ModelService
@@ -26,6 +31,7 @@ log = logging.getLogger("sluicegate")
 async def serve(settings: Settings) -> Processor:
     """Run until SIGTERM/SIGINT (graceful: drain, commit, close) or a fatal error."""
     check_prices(settings)  # the same validation as `config check`
+    check_client_options(settings.kafka)
     service = ModelService(settings) if needs_model(settings) else None
     if service is not None:
         try:

@@ -128,12 +128,14 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from stream.kafka.admin import check_client_options  # noqa: PLC0415
     from stream.model.cost import check_prices  # noqa: PLC0415
     from stream.routes import build_routes  # noqa: PLC0415 - keeps `--help` fast
 
     settings = load(args.config)
     routes_built = build_routes(settings)  # handler names and their options
     check_prices(settings)  # as `run` does: a model id without a price stops it
+    check_client_options(settings.kafka)  # and a librdkafka option it refuses
     shown = settings.as_dict()
     # Each route's options as its handler took them: the defaults in effect included.
     for route, built in zip(shown["routes"], routes_built, strict=True):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from stream.config import KafkaSettings
-from stream.errors import KafkaUnavailable
+from stream.errors import ConfigError, KafkaUnavailable
+from stream.kafka.sink import producer_config
+from stream.kafka.source import consumer_config
 from stream.telemetry.logs import librdkafka_logger
 
 
@@ -20,6 +23,54 @@ def admin_client(kafka: KafkaSettings) -> AdminClient:
     # "Connection refused" while the broker is down).
     conf: dict[str, Any] = {**kafka.client_config(), "logger": librdkafka_logger()}
     return AdminClient(conf)
+
+
+_QUIET = logging.getLogger("sluicegate.kafka.option-check")
+_QUIET.disabled = True  # the throwaway clients' connection attempts are not news
+LIBRDKAFKA_OPTIONS = "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"
+
+
+def check_client_options(kafka: KafkaSettings) -> None:
+    """``ConfigError`` naming the option when librdkafka refuses the client settings (a
+    misspelt name in ``kafka.consumer_extra`` / ``producer_extra``, a value of the wrong
+    kind, an unreadable certificate). librdkafka alone knows its options, so a client is
+    made and dropped; ``run`` and ``config check`` both call this before anything starts."""
+    bare = kafka.model_copy(update={"consumer_extra": {}, "producer_extra": {}})
+    configs = (
+        ("consumer_extra", Consumer, consumer_config),
+        ("producer_extra", Producer, _producer_config),
+    )
+    for key, make, config in configs:
+        reason = _refused(make, config(kafka))
+        if reason is None:
+            continue
+        where = "kafka"
+        if _refused(make, config(bare)) is None:  # one of the map's options: which one
+            extra: dict[str, Any] = getattr(kafka, key)
+            for name, value in extra.items():
+                alone = bare.model_copy(update={key: {name: value}})
+                if _refused(make, config(alone)) is not None:
+                    where = f'kafka.{key}."{name}"'
+                    break
+        raise ConfigError(
+            f"{where}: librdkafka refused the client settings: {reason} (its options: "
+            f"{LIBRDKAFKA_OPTIONS})"
+        )
+
+
+def _producer_config(kafka: KafkaSettings) -> dict[str, Any]:
+    return producer_config(kafka, transactional_id=None, transaction_timeout_ms=60000)
+
+
+def _refused(make: type[Consumer] | type[Producer], conf: Mapping[str, Any]) -> str | None:
+    """librdkafka's reason for refusing ``conf``, or None when it takes it."""
+    try:
+        client = make({**conf, "logger": _QUIET})
+    except KafkaException as exc:
+        return str(exc.args[0].str())
+    if isinstance(client, Consumer):
+        client.close()
+    return None
 
 
 def check_reachable(kafka: KafkaSettings, timeout: float = 10.0) -> int:

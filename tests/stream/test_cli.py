@@ -150,3 +150,32 @@ def test_config_check_reports_a_model_without_price(
         '[budget.prices."gemma-270m"]\ninput = 0\ncached_input = 0\noutput = 0\n'
     )
     assert cli.main(["config", "check", "-c", str(path)]) == cli.EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("extra", "option", "named"),
+    [
+        ("consumer_extra", '"fetch.max.bites" = 1', "kafka.consumer_extra"),
+        ("producer_extra", '"linger.ms" = "soon"', "kafka.producer_extra"),
+        ("producer_extra", '"sasl.password" = "hunter2-extra"', "kafka"),  # no SASL asked
+    ],
+)
+def test_config_check_reports_an_option_librdkafka_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, option: str, named: str
+) -> None:
+    """A raw librdkafka option that is misspelt or of the wrong kind stops `config check`
+    (and `run`) naming the map and librdkafka's reason, not the consumer's first poll."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[kafka]\nbootstrap_servers = "127.0.0.1:1"\n{extra} = {{ {option} }}\n'
+        '[[routes]]\nname = "r"\ninput_topics = ["a"]\noutput_topic = "b"\nhandler = "echo"\n'
+    )
+    code = cli.main(["config", "check", "-c", str(path)])
+    shown = capsys.readouterr()
+    err = shown.err + shown.out
+    if named == "kafka":  # librdkafka takes it: nothing to report, and nothing echoed
+        assert code == cli.EXIT_OK
+        assert "hunter2-extra" not in err
+        return
+    assert code == cli.EXIT_CONFIG
+    assert f"{named}.{option.split(' = ', maxsplit=1)[0]}: librdkafka refused" in err
