@@ -93,5 +93,11 @@ class ProducerFenced(KafkaError):
     error: this instance can no longer be used."""
 
 
+class ProducerStuck(ProducerFenced):
+    """A transactional call did not return long after its own timeout (librdkafka can
+    wait forever for a group coordinator that went away): the producer is given up and a
+    new one, with the same transactional id, fences it."""
+
+
 class DlqCapExceeded(SluicegateError):
     """The dead-letter cap tripped: something is broken for every event, so stop."""

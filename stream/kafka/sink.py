@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from stream.config import KafkaSettings, LibrdkafkaValue
-from stream.errors import KafkaError, ProducerFenced, TransactionAborted
+from stream.errors import KafkaError, ProducerFenced, ProducerStuck, TransactionAborted
 from stream.kafka.errors import map_kafka_error
 from stream.records import OutRecord
 from stream.runtime.delivery import Delivery
@@ -32,6 +32,11 @@ from stream.telemetry.logs import librdkafka_logger
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+# How long past its own timeout a transactional call may take before the producer is
+# given up: librdkafka's send_offsets_to_transaction() can block for good when the group
+# coordinator went away (a broker restart) although it was given a timeout.
+STUCK_AFTER_S = 15.0
+
 # librdkafka's delivery callback: (error or None, the message as delivered)
 OnDelivery = Callable[[RdKafkaError | None, Message], None]
 
@@ -90,6 +95,7 @@ class Sink:
         # commit aborts it instead.
         self._spoiled: Exception | None = None
         self._fatal: KafkaException | None = None  # raised by poll, said once
+        self._stuck: str | None = None  # a transactional call that never returned
 
     @property
     def producer(self) -> Producer:
@@ -274,9 +280,19 @@ class Sink:
         self._in_txn = False
 
     async def _blocking_call(self, doing: str, call: Callable[[], object]) -> None:
+        """``call`` on the transactions thread. One that has not returned
+        ``STUCK_AFTER_S`` past the transaction timeout raises ``ProducerStuck``: the
+        thread is left to it and this producer is not used again."""
+        if self._stuck is not None:
+            raise ProducerStuck(f"{doing}: the producer is stuck {self._stuck}")
         loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._blocking, call)
         try:
-            await loop.run_in_executor(self._blocking, call)
+            await asyncio.wait_for(asyncio.shield(running), self._txn_timeout_s + STUCK_AFTER_S)
+        except TimeoutError:
+            self._stuck = f"{doing} (no answer in {self._txn_timeout_s + STUCK_AFTER_S:.0f}s)"
+            running.add_done_callback(_ignore_result)
+            raise ProducerStuck(f"the producer is stuck {self._stuck}") from None
         except KafkaException as exc:
             raise map_kafka_error(exc, doing) from None
 
@@ -294,6 +310,8 @@ class Sink:
         if self._producer is None:
             self._blocking.shutdown(wait=False)
             return 0
+        if self._stuck is not None:
+            return await self._abandon()
         remaining = 0
         try:
             if self.transactional and self._in_txn:
@@ -315,3 +333,22 @@ class Sink:
                 self._producer.close()
             self._producer = None
         return remaining
+
+    async def _abandon(self) -> int:
+        """Close a stuck producer without waiting on it: its transactions thread is still
+        inside librdkafka, and its open transaction is aborted by the broker when the next
+        producer with the transactional id starts (or at the transaction timeout)."""
+        log.warning("giving up a stuck producer: %s", self._stuck)
+        self._stop.set()
+        self._loop_free.set()
+        if self._poller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
+        self._blocking.shutdown(wait=False)
+        self._run_ready()
+        self._producer = None  # not close(): it would wait for the stuck call
+        return 0
+
+
+def _ignore_result(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so no "never retrieved" noise when it ends

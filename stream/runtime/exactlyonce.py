@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Any
 
 from schemas.records import OutRecord, SourceRecord
-from stream.errors import ProducerFenced, TransactionAborted
+from stream.errors import ProducerFenced, ProducerStuck, TransactionAborted
 from stream.kafka.sink import Sink
 from stream.runtime.guarantee import Answer, Core
 from stream.runtime.partition import TP, Partition
@@ -158,16 +158,7 @@ class ExactlyOnce:
                 log.warning("transaction aborted (attempt %d): %s", attempt, exc)
             except ProducerFenced as exc:
                 core.stats.aborted_transactions += 1
-                log.warning(
-                    "producer fenced, recreating it: %s (a newer instance with transactional id "
-                    "%r took over: a restart, or another replica given the same "
-                    "processing.transactional_id)",
-                    exc,
-                    self.transactional_id,
-                )
-                await self.sink.close()
-                self.sink = self._new_sink()
-                await self.sink.start()
+                await self._renew_sink(exc)
             # Whatever was produced into the failed transaction is gone: send it all again,
             # and commit offsets only of partitions whose outputs go with them.
             taken = {tp: offset for tp, offset in taken.items() if tp in core.parts}
@@ -207,9 +198,29 @@ class ExactlyOnce:
         # The open transaction may hold outputs of the lost partitions, staged ahead of a
         # commit: aborted once no commit runs (the lock), the others' outputs sent again.
         async with self._lock:
-            await self.sink.abort()
+            try:
+                await self.sink.abort()
+            except ProducerFenced as exc:
+                await self._renew_sink(exc)  # its transaction goes with it
             for part in self.core.parts.values():
                 part.all_unsent()
+
+    async def _renew_sink(self, exc: ProducerFenced) -> None:
+        """Replace a producer that can no longer be used; the new one, with the same
+        transactional id, fences the old and has the broker abort its transaction."""
+        if isinstance(exc, ProducerStuck):
+            log.warning("recreating the producer: %s", exc)
+        else:
+            log.warning(
+                "producer fenced, recreating it: %s (a newer instance with transactional id "
+                "%r took over: a restart, or another replica given the same "
+                "processing.transactional_id)",
+                exc,
+                self.transactional_id,
+            )
+        await self.sink.close()
+        self.sink = self._new_sink()
+        await self.sink.start()
 
     async def close(self) -> None:
         if self._committer is not None:  # its failure, if any, went to fail() already
