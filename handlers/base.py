@@ -75,6 +75,11 @@ class Handler(ABC):
         """Validate raw route options (pydantic ``ValidationError`` on bad ones)."""
         return cls(cls.Options.model_validate(dict(raw)), context)
 
+    def effective_options(self) -> dict[str, Any]:
+        """The options in effect, as plain data: what ``config check`` shows. Subclasses
+        fill in the defaults an unset option stands for."""
+        return self.options.model_dump(mode="json")
+
     @abstractmethod
     async def handle(self, record: SourceRecord) -> Result:
         """Process one record."""

@@ -221,6 +221,14 @@ class EnrichingHandler(Handler):
             enriched=enriched,
         )
 
+    def effective_options(self) -> dict[str, Any]:
+        shown = super().effective_options()
+        shown["local_threshold"] = self.threshold
+        shown["alert_on"] = sorted(self.alert_labels)
+        if shown.get("local_may_omit") is None:
+            shown["local_may_omit"] = list(self.default_may_omit)
+        return shown
+
     # -- the cascade ----------------------------------------------------------------------
 
     def decode(self, record: SourceRecord) -> tuple[Any, _Event]:

@@ -139,7 +139,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     shown = settings.as_dict()
     # Each route's options as its handler took them: the defaults in effect included.
     for route, built in zip(shown["routes"], routes_built, strict=True):
-        route["options"] = secrets.mask_mapping(built.handler.options.model_dump(mode="json"))
+        route["options"] = secrets.mask_mapping(built.handler.effective_options())
     print(json.dumps(shown, indent=2))
     routes = len(settings.routes)
     print(f"config OK: {routes} route{'s' if routes != 1 else ''}", file=sys.stderr)

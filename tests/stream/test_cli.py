@@ -98,6 +98,8 @@ def test_config_check_shows_effective_options_and_prices(
     assert options["local_tier"] is True
     assert options["batch"] is True
     assert "redact" in options
+    assert options["local_threshold"] == 0.9  # the handler's default, not null
+    assert options["alert_on"] == []  # sentiment raises no alert unless asked
     prices = shown["budget"]["prices"]
     assert prices["gpt-5.4-nano"] == {"input": 0.2, "cached_input": 0.02, "output": 1.25}
     assert prices["gpt-5.4-mini"]["output"] == 4.5
