@@ -65,7 +65,7 @@ def _wait(
     while not condition():
         proc.check_alive()
         assert time.monotonic() - began < limit_s, (
-            f"no {what} in {limit_s}s: {proc.output()[-3000:]}"
+            f"no {what} in {limit_s}s: {proc.stacks()}\n{proc.output()[-3000:]}"
         )
         time.sleep(0.2)
     return time.monotonic() - began

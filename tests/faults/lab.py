@@ -338,7 +338,7 @@ class ProcessorProcess:
         while text not in self.output():
             self.check_alive()
             assert time.monotonic() < deadline, (
-                f"no {text!r} in {limit_s}s: {self.output()[-3000:]}"
+                f"no {text!r} in {limit_s}s: {self.stacks()}\n{self.output()[-3000:]}"
             )
             time.sleep(0.05)
 
@@ -352,7 +352,23 @@ class ProcessorProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(limit_s)
+        try:
+            return self.proc.wait(limit_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"no exit within {limit_s:.0f}s of SIGTERM\n{self.stacks()}\n"
+                f"{self.output()[-4000:]}"
+            ) from None
+
+    def stacks(self) -> str:
+        """Every thread's Python stack (py-spy, when it is installed), to say where a
+        process that does not move waits."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if self.proc is None or self.proc.poll() is not None or not spy.exists():
+            return ""
+        dump = subprocess.run([str(spy), "dump", "--pid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        return dump.stdout + dump.stderr
 
     def ensure_gone(self) -> None:
         if self.alive():
