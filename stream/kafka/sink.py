@@ -12,12 +12,14 @@ transactional calls run on a separate thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
@@ -32,6 +34,8 @@ from stream.telemetry.logs import librdkafka_logger
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+T = TypeVar("T")
+
 # How long past its own timeout a transactional call may take before the producer is
 # given up: librdkafka's send_offsets_to_transaction() can block for good when the group
 # coordinator went away (a broker restart) although it was given a timeout.
@@ -89,7 +93,7 @@ class Sink:
         # two threads do not take the GIL from each other once per report.
         self._loop_free = threading.Event()
         self._loop_free.set()
-        self._blocking = ThreadPoolExecutor(1, thread_name_prefix="sluicegate-txn")
+        self._blocking = _DaemonThreads("sluicegate-txn")
         self._in_txn = False
         # Why records staged into the open transaction may be missing from it: the next
         # commit aborts it instead.
@@ -347,6 +351,33 @@ class Sink:
         self._run_ready()
         self._producer = None  # not close(): it would wait for the stuck call
         return 0
+
+
+class _DaemonThreads(Executor):
+    """Runs each call on a daemon thread of its own. A ``ThreadPoolExecutor``'s threads
+    are joined when the interpreter exits, so one left inside a librdkafka call that
+    never returns (``ProducerStuck``) would keep the process from ever exiting; the
+    calls run one at a time anyway (the loop awaits each), a thread per call costs
+    little beside a transaction."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=self._name, daemon=True).start()
+        return future
 
 
 def _ignore_result(future: asyncio.Future[object]) -> None:

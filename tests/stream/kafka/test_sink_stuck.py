@@ -75,6 +75,11 @@ async def test_a_stuck_transactional_call_gives_the_producer_up(
         with pytest.raises(ProducerStuck):  # never used again
             await sink.commit_transaction([], {}, metadata)
         await asyncio.wait_for(sink.close(wait_s=1), 10)  # does not wait for the stuck call
+        # ...and the thread left inside it cannot keep the process from exiting (the
+        # interpreter joins every non-daemon thread, a ThreadPoolExecutor's included).
+        stuck = [t for t in threading.enumerate() if t.name.startswith("sluicegate-txn")]
+        assert stuck
+        assert all(t.daemon for t in stuck)
 
         newer = Sink(kafka, transactional_id=tid, transaction_timeout_ms=2000)
         await newer.start()  # fences the stuck one; its transaction is aborted
