@@ -269,7 +269,8 @@ class Batcher:
         per_item = self._per_item.get(tid)
         if per_item is None:
             per_item = self._per_item[tid] = output_estimate(task)
-        return batch_size(self.max_events, self.client.settings.max_completion_tokens, per_item)
+        fits = batch_size(self.max_events, self.client.settings.max_completion_tokens, per_item)
+        return min(fits, self.client.batch_limit(task))
 
     def _flush(self, tid: str) -> None:
         pending = self._pending.pop(tid, None)

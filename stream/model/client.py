@@ -12,6 +12,7 @@ breaker, the RPM/TPM budget and the adaptive concurrency limit.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import random
@@ -51,7 +52,7 @@ from stream.model.probe import address, probe
 from stream.model.prompt import BATCH_KEY, ID_KEY, format_events
 from stream.model.reserve import CompletionReserve
 from stream.model.tokens import estimate_messages, estimate_tokens
-from stream.model.validate import collect
+from stream.model.validate import collect, salvage
 from stream.telemetry.histogram import Histogram
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ _MODE_NAMES = {
     "json_object_schema": "json_object with a schema",
     "json_object": "json_object with the schema in the prompt",
 }
+# A bounded number becomes a list of values in a pinned schema up to this many steps.
+NUMBER_STEPS = 1000
 # A repair turn quotes at most this much of the invalid answer.
 REPAIR_ECHO_CHARS = 2000
 # The fewest completion tokens a request may reserve in a tight context window.
@@ -80,6 +83,15 @@ MIN_COMPLETION_TOKENS = 16
 # A server that answers, but slower than model.timeout_s (a small model on a CPU), gets a
 # doubled timeout after each timeout, up to this many times model.timeout_s.
 MAX_TIMEOUT_GROWTH = 8
+# Batches are sized by the endpoint's speed: a task's batch carries the events whose
+# answer is expected within this share of model.timeout_s (from the seconds per event of
+# its answers and timeouts so far). A fast API is not held back (its batches stay at
+# model.batch_max_events); a small model on a CPU gets batches it answers in time instead
+# of ones that time out and are computed for nothing.
+BATCH_LATENCY_SHARE = 0.75
+# The expected time of a request, times this, is its timeout when that is above
+# model.timeout_s (the timeout still grows no further than MAX_TIMEOUT_GROWTH times it).
+TIMEOUT_MARGIN = 3.0
 
 
 @dataclass
@@ -102,6 +114,8 @@ class Answers:
     # Per-event faults (EventError) or, for a lone retry that failed, the call's error.
     errors: dict[str, SluicegateError] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    # The last batch answer ran out of tokens (its finished items are kept).
+    cut_off: bool = False
 
 
 @cache
@@ -134,14 +148,56 @@ def system_prompt(task: Task, mode: str) -> str:
     return text
 
 
-def response_format(task: Task, mode: str) -> dict[str, Any]:
-    """The ``response_format`` of a request in ``mode`` (see ``OUTPUT_MODES``)."""
+def response_format(task: Task, mode: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``response_format`` of a request in ``mode`` (see ``OUTPUT_MODES``) for the
+    events ``ids``. In json_object_schema mode the schema is pinned to the request (see
+    ``pinned_schema``): such a server compiles it into a grammar for every request anyway,
+    where the OpenAI API caches a schema it has seen, so json_schema keeps one per task."""
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {
             "name": task.name, "schema": strict_schema(task.output), "strict": True}}  # fmt: skip
     if mode == "json_object_schema":
-        return {"type": "json_object", "schema": strict_schema(task.output)}
+        schema = strict_schema(task.output) if ids is None else pinned_schema(task.output, ids)
+        return {"type": "json_object", "schema": schema}
     return {"type": "json_object"}
+
+
+def pinned_schema(output: type[BaseModel], ids: Sequence[str]) -> dict[str, Any]:
+    """The batch schema for exactly these events: one item per id, the id written first
+    and taken from the ids asked. A server that turns the schema into a grammar (as
+    llama.cpp does) then cannot answer a batch with too few items, too many, or an id
+    that was not asked, which small models otherwise often do."""
+    schema = copy.deepcopy(strict_schema(output))
+    results = schema["properties"][BATCH_KEY]
+    ref = results["items"].get("$ref", "")
+    defs = schema.get("$defs", {})
+    item = defs.get(ref.rsplit("/", 1)[-1], results["items"]) if ref else results["items"]
+    properties = {ID_KEY: {"type": "string", "enum": list(dict.fromkeys(ids))}}
+    properties.update((k, v) for k, v in item["properties"].items() if k != ID_KEY)
+    pinned = {**item, "properties": properties,
+              "required": [ID_KEY, *(k for k in item["required"] if k != ID_KEY)]}  # fmt: skip
+    schema["properties"][BATCH_KEY] = {**results, "items": pinned,
+                                       "minItems": len(ids), "maxItems": len(ids)}  # fmt: skip
+    bounded: dict[str, Any] = _grammar_bounds(schema)
+    return bounded
+
+
+def _grammar_bounds(node: Any) -> Any:
+    """A number bounded on both sides as the list of its values in steps of 0.01: a
+    grammar made from a JSON schema (llama.cpp's) enforces bounds on integers only, and a
+    small model writes a confidence of 1.2 that validation then refuses."""
+    if isinstance(node, list):
+        return [_grammar_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    low, high = node.get("minimum"), node.get("maximum")
+    if node.get("type") == "number" and low is not None and high is not None:
+        steps = round((high - low) * 100)
+        if 0 < steps <= NUMBER_STEPS:
+            values = [round(low + i / 100, 2) for i in range(steps + 1)]
+            rest = {k: v for k, v in node.items() if k not in ("minimum", "maximum", "type")}
+            return {**rest, "enum": values}
+    return {key: _grammar_bounds(value) for key, value in node.items()}
 
 
 def _sends_max_tokens(settings: ModelSettings) -> bool:
@@ -211,6 +267,30 @@ class ModelClient:
         # that has answered (the probe or a call), so slow is not taken for down.
         self.timeout_s = settings.timeout_s
         self._answered = False
+        # Seconds per event of each task's answers (a moving average), from requests
+        # sent while no other was in flight: the endpoint's own time, without queueing.
+        self.event_s: dict[str, float] = {}
+
+    def batch_limit(self, task: Task) -> int:
+        """The most events a request of ``task`` should carry at this endpoint now."""
+        per = self.event_s.get(_speed_key(task))
+        if per is None:
+            return self.settings.batch_max_events
+        room = BATCH_LATENCY_SHARE * self.settings.timeout_s
+        return max(1, min(self.settings.batch_max_events, int(room / max(per, 1e-6))))
+
+    def _expected_s(self, task: Task, events: int) -> float | None:
+        per = self.event_s.get(_speed_key(task))
+        return None if per is None else per * max(1, events)
+
+    def _timed(self, task: Task, events: int, took: float, *, ok: bool) -> None:
+        """Learn a task's seconds per event from a request sent alone: ``took`` for an
+        answer, at least ``took`` for a timeout."""
+        key, per = _speed_key(task), took / max(1, events)
+        old = self.event_s.get(key)
+        if not ok:
+            per = max(per, old or 0.0)
+        self.event_s[key] = per if old is None else 0.7 * old + 0.3 * per
 
     async def aclose(self) -> None:
         await self._sdk.close()
@@ -226,6 +306,19 @@ class ModelClient:
         ``ModelUnreachable`` (exit 3) naming the address otherwise."""
         await probe(self._sdk, self.settings)
         self._answered = True
+
+    def _timeout_for(self, task: Task, events: int) -> float:
+        """The timeout of a request: the one in force, or longer when the task's answers
+        at this endpoint are expected to take longer (behind the requests in flight, at a
+        server that answers one at a time), up to MAX_TIMEOUT_GROWTH times
+        model.timeout_s. A request the server is still computing is not given up only to
+        be sent again."""
+        expected = self._expected_s(task, events)
+        if expected is None:
+            return self.timeout_s
+        queued = max(1, self.concurrency.in_flight)
+        cap = self.settings.timeout_s * MAX_TIMEOUT_GROWTH
+        return max(self.timeout_s, min(cap, TIMEOUT_MARGIN * expected * queued))
 
     def _slower(self, sent_with: float) -> None:
         """A request sent with ``sent_with`` seconds timed out: wait longer from now on,
@@ -269,22 +362,46 @@ class ModelClient:
         if not self._fits(task, pending):
             await self._split(task, pending, answers, admit)
             return
+        if len(pending) > self.batch_limit(task):
+            await self._split(task, pending, answers, admit, why="is more than the endpoint "
+                              "answers in time")  # fmt: skip
+            return
+        answers.cut_off = False
         try:
             await self._attempt(task, pending, answers, repair_of=None, admit=admit)
         except ContextExceeded:
             # The request was sent (so admitted): the halves need no admission again.
             await self._split(task, pending, answers, None)
             return
-        pending = [e for e in pending if e[0] not in answers.outputs]
-        for eid, _ in pending:
+        except ModelTimeout:
+            # Not resent whole: in halves (each with the longer timeout by now).
+            await self._split(task, pending, answers, None, why="timed out")
+            return
+        left = [e for e in pending if e[0] not in answers.outputs]
+        for eid, _ in left:
             answers.errors.pop(eid, None)
-        await self._lone_retries(task, pending, answers)
+        if answers.cut_off and left:
+            # The answer ran out of tokens: the rest goes again as a batch if some items
+            # were finished, else in halves; not each alone.
+            answers.cut_off = False
+            if len(left) < len(pending):
+                await self._ask_batch(task, left, answers, None)
+            else:
+                await self._split(task, left, answers, None, why="was cut off")
+            return
+        await self._lone_retries(task, left, answers)
 
     async def _split(
-        self, task: Task, pending: list[tuple[str, str]], answers: Answers, admit: Admit | None
+        self,
+        task: Task,
+        pending: list[tuple[str, str]],
+        answers: Answers,
+        admit: Admit | None,
+        *,
+        why: str = "is over the context window",
     ) -> None:
         half = len(pending) // 2
-        log.debug("a batch of %d events is over the context window; splitting", len(pending))
+        log.debug("a batch of %d events %s; splitting", len(pending), why)
         await self._ask_batch(task, pending[:half], answers, admit)
         await self._ask_batch(task, pending[half:], answers, admit)
 
@@ -447,7 +564,13 @@ class ModelClient:
                 {"role": "user", "content": f"That answer was invalid: {why}. Answer "
                  "again with only JSON that follows the schema."},
             ]  # fmt: skip
-        return await self._call(task, messages, answers.usage, len(events), admitted, mode=mode)
+
+        def fmt() -> dict[str, Any]:  # for the events still wanted once admitted
+            return response_format(task, mode, [eid for eid, _ in events])
+
+        return await self._call(
+            task, messages, answers.usage, len(events), admitted, mode=mode, fmt=fmt
+        )
 
     def _read(
         self,
@@ -464,12 +587,16 @@ class ModelClient:
             self.reserve.observe(task, len(events), completion.usage.completion_tokens)
         content = choice.message.content or ""
         reason: str | None = None
+        item_model = batch_model(task.output)[0]
         if choice.message.refusal:
             reason = f"the model refused: {choice.message.refusal}"
         elif choice.finish_reason == "length":
             reason = "the answer was cut off (finish_reason=length); answer more briefly"
+            finished = salvage(content) if len(events) > 1 else None
+            if finished is not None:
+                collect(task, item_model, events, finished, answers.outputs)
+                answers.cut_off = True
         else:
-            item_model = batch_model(task.output)[0]
             reason = collect(task, item_model, events, content, answers.outputs)
         if reason is None:
             return None
@@ -490,25 +617,28 @@ class ModelClient:
         admitted: Callable[[], Messages | None] | None = None,
         *,
         mode: str = OUTPUT_MODES[0],
+        fmt: Callable[[], Mapping[str, Any]] | None = None,
     ) -> Any:
         """One chat completion within the limits, retrying transient failures; None if
         ``admitted`` (asked once, when the budget admits the first attempt) left nothing
-        to send."""
+        to send. ``fmt`` makes the response_format once the events to send are known."""
         reserved = self.reserve.limit(task, events)
         prompt = estimate_messages(messages)
         if self.context_tokens is not None:  # the answer must fit beside the prompt
             room = self.context_tokens - round(prompt * self.token_scale)
             reserved = max(MIN_COMPLETION_TOKENS, min(reserved, room))
         estimate = prompt + reserved
-        fmt = response_format(task, mode)
+        make_format = fmt or (lambda: response_format(task, mode))
         first = [admitted]
 
         def attempt() -> Awaitable[Any]:
             admit, first[0] = first[0], None  # a retry is not admitted again: it was sent
-            return self._limited_call(task, messages, fmt, estimate, reserved=reserved,
-                                      usage=usage, admitted=admit, mode=mode)  # fmt: skip
+            return self._limited_call(task, messages, make_format, estimate, reserved=reserved,
+                                      usage=usage, admitted=admit, mode=mode,
+                                      events=events)  # fmt: skip
 
-        return await self._retrying(attempt)
+        # A batch that timed out is split by the caller rather than sent whole again.
+        return await self._retrying(attempt, retry_timeouts=events == 1)
 
     async def moderate(self, text: str) -> tuple[dict[str, float], str]:
         """Category scores of the free moderation endpoint, and the model that gave them.
@@ -569,7 +699,9 @@ class ModelClient:
         elif error.retriable:
             self.breaker.record(ok=False)
 
-    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(
+        self, attempt_once: Callable[[], Awaitable[T]], *, retry_timeouts: bool = True
+    ) -> T:
         """Run ``attempt_once`` through the breaker, retrying transient failures with
         backoff that honours the server's retry-after (ours own retries, not the SDK)."""
         attempts = self.settings.max_attempts
@@ -587,22 +719,25 @@ class ModelClient:
             except SluicegateError as exc:
                 if not exc.retriable or attempt == attempts:
                     raise
+                if isinstance(exc, ModelTimeout) and not retry_timeouts:
+                    raise
                 wait = getattr(exc, "retry_after", None) or _backoff(attempt)
                 log.info("model call failed (%s); retrying in %.2fs", exc, wait)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _limited_call(  # noqa: PLR0915 - one request's accounting, in order
+    async def _limited_call(  # noqa: PLR0912, PLR0915 - one request's accounting, in order
         self,
         task: Task,
         messages: Messages,
-        response_format: Mapping[str, Any],
+        response_format: Callable[[], Mapping[str, Any]],
         estimate: int,
         *,
         reserved: int,
         usage: Usage,
         admitted: Callable[[], Messages | None] | None = None,
         mode: str = OUTPUT_MODES[0],
+        events: int = 1,
     ) -> Any:
         await self.budget.acquire(estimate)
         if admitted is not None:
@@ -612,21 +747,23 @@ class ModelClient:
                 return None
             messages = chosen
         try:
-            await self.concurrency.acquire()
+            await self.concurrency.acquire(task.name)
         except BaseException:
             self.budget.refund(estimate)
             raise
         started = time.monotonic()
+        # Sent while no other request is in flight: its time is the endpoint's own.
+        alone = self.concurrency.in_flight == 1
         tier = task.service_tier if started >= self._flex_back_at else None
         extra: dict[str, Any] = {"service_tier": tier} if tier else {}
         if self.send_max_tokens:
             extra["max_tokens"] = reserved
-        timeout = self.timeout_s
+        timeout = self._timeout_for(task, events)
         try:
             raw = await self._sdk.chat.completions.with_raw_response.create(
                 model=task.model or self.settings.model,
                 messages=cast("Any", messages),  # plain dicts of the documented shape
-                response_format=cast("Any", response_format),
+                response_format=cast("Any", response_format()),
                 max_completion_tokens=reserved,
                 timeout=timeout,
                 **extra,
@@ -642,6 +779,8 @@ class ModelClient:
                     self.breaker.forget_probe()
                     raise refused from None
             mapped, no_flex = self._failed(exc, task, flex=tier is not None, timeout=timeout)
+            if isinstance(mapped, ModelTimeout) and alone:
+                self._timed(task, events, timeout, ok=False)
             if isinstance(mapped, ContextExceeded):
                 mapped.estimated_prompt = estimate - reserved
             if no_flex:
@@ -656,6 +795,7 @@ class ModelClient:
                     reserved=reserved,
                     usage=usage,
                     mode=mode,
+                    events=events,
                 )
             raise mapped from None
         except BaseException:
@@ -664,6 +804,8 @@ class ModelClient:
             raise
         took = time.monotonic() - started
         self.concurrency.release(latency=took)
+        if alone:
+            self._timed(task, events, took, ok=True)
         self.requests["ok"] += 1
         self.latency.observe(took)
         self.breaker.record(ok=True)
@@ -685,6 +827,10 @@ class ModelClient:
         usage.tier = completion.service_tier or tier or "default"
         usage.model = completion.model or usage.model
         return completion
+
+
+def _speed_key(task: Task) -> str:
+    return f"{task.name}/{task.model or ''}"
 
 
 def _status(error: SluicegateError) -> str:

@@ -4,6 +4,12 @@ AIMD, as TCP does: every success adds ``1 / limit`` (about one more slot per rou
 calls); a 429, a timeout, or latency far above the median of the recent calls cuts the
 limit by ``backoff``. The limit stays between ``floor`` and ``ceiling``.
 
+When calls wait for a slot, one of the same kind (``key``: the task) as the call last
+let through goes first, at most ``affinity`` times in a row ahead of an older waiter: a
+server that answers one request at a time and keeps the prompt it last read (llama.cpp)
+then reads each task's long instructions once per run of its requests, not again after
+every request of another task.
+
 The median, not the best latency seen: answer times spread widely (they grow with the
 answer's length, and vary from call to call anyway), and against the fastest call ever
 seen about half of all normal calls would look slow and hold the limit near the floor.
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 from collections import deque
+from collections.abc import Hashable
 
 
 class AimdLimit:
@@ -26,22 +33,28 @@ class AimdLimit:
         backoff: float = 0.7,
         latency_tolerance: float = 3.0,
         latency_window: int = 100,
+        affinity: int = 8,
     ) -> None:
         self.floor, self.ceiling = floor, ceiling
         self.limit = float(min(max(initial, floor), ceiling))
         self.backoff = backoff
         self.latency_tolerance = latency_tolerance
         self.in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.affinity = affinity
+        self._waiters: deque[tuple[asyncio.Future[None], Hashable]] = deque()
+        self._last_key: Hashable = None
+        self._skipped = 0  # grants in a row that went ahead of the oldest waiter
         self._latencies: deque[float] = deque(maxlen=latency_window)  # recent successes
 
-    async def acquire(self) -> None:
-        """Wait for a free slot (first come, first served)."""
+    async def acquire(self, key: Hashable = None) -> None:
+        """Wait for a free slot (first come, first served, but see ``affinity``)."""
         if self.in_flight < int(self.limit) and not self._waiters:
             self.in_flight += 1
+            self._last_key = key
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (waiter, key)
+        self._waiters.append(entry)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -49,7 +62,7 @@ class AimdLimit:
                 self.in_flight -= 1  # the slot was handed over just as we were cancelled
                 self._wake()
             else:
-                self._waiters.remove(waiter)
+                self._waiters.remove(entry)
             raise
 
     def release(self, *, overloaded: bool = False, latency: float | None = None) -> None:
@@ -68,7 +81,21 @@ class AimdLimit:
 
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):
-            waiter = self._waiters.popleft()
+            entry = self._next()
+            self._waiters.remove(entry)
+            waiter, key = entry
             if not waiter.done():
                 self.in_flight += 1
+                self._last_key = key
                 waiter.set_result(None)
+
+    def _next(self) -> tuple[asyncio.Future[None], Hashable]:
+        """The oldest waiter, or the oldest of the last key's while ``affinity`` allows."""
+        oldest = self._waiters[0]
+        if oldest[1] != self._last_key and self._skipped < self.affinity:
+            for entry in self._waiters:
+                if entry[1] == self._last_key and not entry[0].done():
+                    self._skipped += 1
+                    return entry
+        self._skipped = 0
+        return oldest

@@ -9,6 +9,7 @@ event that holds one item: that item is the event's whatever id it carries.
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import BaseModel, ValidationError
 
@@ -55,6 +56,30 @@ def collect(
     if not missing:
         return None
     return "; ".join(problems) or f"no item for event ids {', '.join(sorted(missing))}"
+
+
+def salvage(content: str) -> str | None:
+    """The complete items of an answer cut off mid-way (``finish_reason=length``), as a
+    whole answer: ``{"results": [<each item that was written to its end>]}``; None if
+    not even the start of the list is there. A long batch answer that ran out of tokens
+    keeps the items it finished, and only the rest is asked again."""
+    start = re.search(r'\{\s*"' + BATCH_KEY + r'"\s*:\s*\[', content)
+    if start is None:
+        return None
+    decoder = json.JSONDecoder()
+    items: list[object] = []
+    at = start.end()
+    while True:
+        at = _SEPARATORS.match(content, at).end()  # type: ignore[union-attr]  # matches ""
+        try:
+            item, at = decoder.raw_decode(content, at)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    return json.dumps({BATCH_KEY: items})
+
+
+_SEPARATORS = re.compile(r"[\s,]*")
 
 
 def _brief(exc: ValidationError) -> str:

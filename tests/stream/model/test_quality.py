@@ -51,8 +51,8 @@ def test_a_route_with_mostly_invalid_answers_warns_once_per_window(
 
 @pytest.mark.asyncio
 async def test_invalid_answers_of_a_runaway_server_are_counted_and_exported() -> None:
-    """A server that ignores the output limit (max_tokens forced off): the events fail
-    as cut off, and sluicegate_model_answers_total{route,outcome} shows it."""
+    """A server that ignores the output limit (max_tokens forced off): events asked
+    alone fail as cut off, and sluicegate_model_answers_total{route,outcome} shows it."""
     sim = SimulatorSettings(port=0, latency_median_ms=1, seed=2, emulate="llama-cpp-python")
     async with running_simulator(sim) as url:
         settings = Settings(
@@ -62,7 +62,7 @@ async def test_invalid_answers_of_a_runaway_server_are_counted_and_exported() ->
         )  # fmt: skip
         service = ModelService(settings)
         results = await asyncio.gather(
-            *(service.ask(TASK, f"review {i}", route="reviews") for i in range(3)),
+            *(service.ask(TASK, f"review {i}", route="reviews", batch=False) for i in range(3)),
             return_exceptions=True,
         )
         await service.aclose()

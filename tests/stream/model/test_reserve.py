@@ -28,8 +28,9 @@ def test_the_reservation_is_a_high_percentile_with_a_floor() -> None:
 
 @pytest.mark.asyncio
 async def test_requests_reserve_what_their_answers_need() -> None:
-    """After enough answers of ~50 tokens, requests ask for far less than 1,024; a cut-off
-    answer is still retried item by item, and the next request reserves 1,024 again."""
+    """After enough answers of ~50 tokens, requests ask for far less than 1,024; a batch
+    whose answer is cut off before any item is finished is asked again in halves, and the
+    next request reserves 1,024 again."""
     cut = {MIN_SAMPLES + 1}
 
     def reply(body: dict[str, Any], n: int) -> httpx2.Response:
@@ -46,10 +47,10 @@ async def test_requests_reserve_what_their_answers_need() -> None:
     sent = [r["max_completion_tokens"] for r in server.requests]
     assert sent[0] == 1024
     assert sent[MIN_SAMPLES] == FLOOR  # 50 tokens * 1.25 is below the floor
-    answers = await model.ask(TASK, EVENTS)  # cut off: items asked again alone
+    answers = await model.ask(TASK, EVENTS)  # cut off: asked again in halves
     assert set(answers.outputs) == {"a", "b", "c"}
     assert [len(server.events(n)) for n in range(MIN_SAMPLES + 1, len(server.requests))] == [
-        3, 1, 1, 1]  # fmt: skip
+        3, 1, 2]  # fmt: skip
     assert server.requests[MIN_SAMPLES + 2]["max_completion_tokens"] == 1024
     await model.ask(TASK, EVENTS)
     assert server.requests[-1]["max_completion_tokens"] == 1024
