@@ -5,12 +5,16 @@ for ever. One cheap request answers both questions before any event is consumed:
 models list, or (for a server without one) a chat completion of one token. A refused key
 or no answer at all stops the process (exit 3) with a message that names the address and
 the settings to check, never the key. An endpoint that answers but fails (5xx, 429) is
-up: the breaker and the limits deal with that while running.
+up: the breaker and the limits deal with that while running. An endpoint that refuses
+connections is asked again for ``PROBE_WAIT_S``: a model server started beside the
+processor (a sidecar, a server still loading its weights) may come up a little later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +25,7 @@ from stream.model.errors import ModelUnreachable
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 10.0
+PROBE_WAIT_S = 15.0  # how long connections refused are tried again before exit 3
 
 
 def address(base_url: str) -> str:
@@ -45,20 +50,33 @@ async def probe(sdk: openai.AsyncOpenAI, settings: ModelSettings) -> None:
     """Raise ``ModelUnreachable`` unless the endpoint answers and accepts the key."""
     where = address(str(sdk.base_url))
     quick = sdk.with_options(timeout=min(PROBE_TIMEOUT_S, settings.timeout_s), max_retries=0)
-    try:
-        await quick.models.list()
-    except openai.APIConnectionError as exc:  # a timeout is one too
-        raise _unreachable(where, exc) from None
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-        raise _refused(where, exc.status_code, settings) from None
-    except openai.APIStatusError as exc:
-        if exc.status_code not in (404, 405):
-            log.warning("model endpoint at %s answered HTTP %d to the probe; going on",
-                        where, exc.status_code)  # fmt: skip
+    deadline = time.monotonic() + PROBE_WAIT_S
+    pause = 0.25
+    while True:
+        try:
+            await quick.models.list()
+        except openai.APITimeoutError as exc:  # it took the connection: no use waiting
+            raise _unreachable(where, exc) from None
+        except openai.APIConnectionError as exc:
+            if time.monotonic() + pause > deadline:
+                raise _unreachable(where, exc) from None
+            if pause == 0.25:
+                log.info("model endpoint at %s does not answer yet; trying for up to %.0f s",
+                         where, PROBE_WAIT_S)  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise _refused(where, exc.status_code, settings) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (404, 405):
+                log.warning("model endpoint at %s answered HTTP %d to the probe; going on",
+                            where, exc.status_code)  # fmt: skip
+                return
+            await _probe_chat(quick, settings, where)  # no models list here: one token
             return
-        await _probe_chat(quick, settings, where)  # no models list here: one token
-    else:
         log.info("model endpoint at %s answers", where)
+        return
 
 
 async def _probe_chat(sdk: openai.AsyncOpenAI, settings: ModelSettings, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import httpx2
 import pytest
 
 from stream.config import ModelSettings
+from stream.model import probe as probe_module
 from stream.model.client import ModelClient
 from stream.model.errors import ModelUnreachable
 from tests.stream.model.fakes import completion, error
@@ -107,8 +109,37 @@ async def test_a_failing_endpoint_is_still_up() -> None:
 
 
 @pytest.mark.asyncio
-async def test_no_server_at_the_address() -> None:
+async def test_a_server_that_comes_up_a_little_later_is_waited_for() -> None:
+    """A model server started beside the processor (a sidecar still loading its
+    weights) refuses connections for a while: the probe asks again, over real TCP."""
+    port = closed_port()
+    body = b'{"object": "list", "data": []}'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        writer.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    async def later() -> asyncio.Server:
+        await asyncio.sleep(1.5)
+        return await asyncio.start_server(answer, "127.0.0.1", port)
+
+    starting = asyncio.create_task(later())
+    model = ModelClient(ModelSettings(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1"))
+    try:
+        await model.probe()  # raised ModelUnreachable at the first refused connection
+    finally:
+        await model.aclose()
+        server = await starting
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_no_server_at_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing listens there: unreachable, naming the address, over real TCP."""
+    monkeypatch.setattr(probe_module, "PROBE_WAIT_S", 1.0)
     port = closed_port()
     model = ModelClient(ModelSettings(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1"))
     with pytest.raises(ModelUnreachable, match=f"127.0.0.1:{port}/v1 cannot be reached"):
