@@ -90,7 +90,7 @@ def _enum_values(annotation: Any) -> tuple[str, ...]:
     return ()
 
 
-def _model() -> SGDClassifier:
+def new_model() -> SGDClassifier:
     return SGDClassifier(loss="log_loss", alpha=1e-4, random_state=0)
 
 
@@ -119,7 +119,7 @@ class Student:
         self.min_trained = min_trained
         self.trained = 0  # answers learned from
         self._lock = threading.Lock()
-        self._enum_models = {name: _model() for name in self.enums}
+        self._enum_models = {name: new_model() for name in self.enums}
         self._score_models: dict[tuple[str, str], SGDClassifier] = {}
         self._score_seen: dict[tuple[str, str], int] = {}
         self._shape: dict[str, str] | None = None  # field -> enum | scores | confidence | other
@@ -128,7 +128,9 @@ class Student:
     # -- learning -------------------------------------------------------------------------
 
     def learn(self, rows: sp.csr_matrix, answers: Sequence[Mapping[str, Any]]) -> None:
-        """One ``partial_fit`` per field model over a batch of the model's answers."""
+        """One ``partial_fit`` per field model over a batch of the model's answers.
+        (Replaying earlier answers, or more passes, made the student surer of itself
+        without making it right more often: fewer events cleared the threshold.)"""
         if not answers:
             return
         with self._lock:
@@ -139,6 +141,19 @@ class Student:
                     for f, kind in self._shape.items()
                     if kind == "other" and f not in self.may_omit
                 )
+            n = len(answers)
+            self._fit(rows, answers)
+            for name, kind in self._shape.items():
+                if kind == "scores":
+                    for answer in answers:
+                        value = answer.get(name)
+                        for key in value if isinstance(value, Mapping) else ():
+                            self._score_seen[name, key] = self._score_seen.get((name, key), 0) + 1
+            self.trained += n
+
+    def _fit(self, rows: sp.csr_matrix, answers: Sequence[Mapping[str, Any]]) -> None:
+        """One ``partial_fit`` per field model (the lock is held)."""
+        if self._shape is not None:
             for name, model in self._enum_models.items():
                 pairs = [
                     (i, a[name]) for i, a in enumerate(answers) if a.get(name) in self.enums[name]
@@ -159,12 +174,10 @@ class Student:
                     ]
                     if not pairs:
                         continue
-                    model = self._score_models.setdefault((name, key), _model())
+                    model = self._score_models.setdefault((name, key), new_model())
                     idx = [i for i, _ in pairs]
                     y = np.array([int(v) for _, v in pairs])
                     model.partial_fit(rows[idx], y, classes=np.array([0, 1]))
-                    self._score_seen[name, key] = self._score_seen.get((name, key), 0) + len(pairs)
-            self.trained += len(answers)
 
     def _shape_of(self, answer: Mapping[str, Any]) -> dict[str, str]:
         shape = {}
@@ -184,6 +197,47 @@ class Student:
             else:
                 shape[name] = "other"
         return shape
+
+    # -- snapshots (stream.learn.snapshot) ------------------------------------------------
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    @property
+    def enum_models(self) -> Mapping[str, SGDClassifier]:
+        return self._enum_models
+
+    @property
+    def score_models(self) -> Mapping[tuple[str, str], SGDClassifier]:
+        return self._score_models
+
+    @property
+    def score_seen(self) -> Mapping[tuple[str, str], int]:
+        return self._score_seen
+
+    def load(
+        self,
+        enum_models: Mapping[str, SGDClassifier],
+        score_models: Mapping[tuple[str, str], SGDClassifier],
+        score_seen: Mapping[tuple[str, str], int],
+        shape: Mapping[str, str] | None,
+        trained: int,
+    ) -> None:
+        """Take over learned models (from a snapshot): they replace the untrained ones."""
+        with self._lock:
+            for name, model in enum_models.items():
+                if name in self._enum_models:
+                    self._enum_models[name] = model
+            self._score_models = dict(score_models)
+            self._score_seen = dict(score_seen)
+            if shape is not None:
+                self._shape = dict(shape)
+                self._blocked = frozenset(
+                    f for f, kind in self._shape.items()
+                    if kind == "other" and f not in self.may_omit
+                )  # fmt: skip
+            self.trained = trained
 
     # -- answering ------------------------------------------------------------------------
 

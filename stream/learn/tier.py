@@ -144,6 +144,20 @@ class LearnedTier:
         self._training: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def pairs(self) -> Sequence[tuple[float, bool, float]]:
+        """The recent ``(confidence, agreed, weight)`` comparisons (oldest first)."""
+        return self._pairs
+
+    def load_calibration(self, pairs: Sequence[tuple[float, bool, float]]) -> None:
+        """Take over comparisons (from a snapshot) and choose the threshold from them."""
+        self._pairs.clear()
+        self._pairs.extend(pairs)
+        self.stats.threshold, self._curve = choose_threshold(
+            list(self._pairs), self.target, self.min_support
+        )
+        self.stats.trained = self.student.trained
+
     # -- on the event loop ----------------------------------------------------------------
 
     async def decide(self, text: str) -> Decision:
