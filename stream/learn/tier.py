@@ -135,7 +135,7 @@ class LearnedTier:
         window: int = 4000,
         min_support: int = 50,
         train_batch: int = 512,
-        train_wait_s: float = 1.0,
+        train_wait_s: float = 5.0,
     ) -> None:
         self.student = Student(enum_fields(output), may_omit=may_omit)
         self.target = target
@@ -147,7 +147,7 @@ class LearnedTier:
         self._rng = random.Random(seed)
         self._pairs: deque[tuple[float, bool, float]] = deque(maxlen=window)
         self._curve = Curve()
-        self._scorer = ScoreBatcher(self._score_many, max_batch=128, max_wait_s=0.002)
+        self._scorer = ScoreBatcher(self._score_many, max_batch=128, max_wait_s=0.005)
         self._pending: list[tuple[sp.csr_matrix, dict[str, Any]]] = []
         self._training: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
