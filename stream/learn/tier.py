@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import math
 import random
 from collections import deque
@@ -47,6 +48,7 @@ class Decision:
     local: bool  # answer with the student's guess
     audit: bool  # the student could answer, but the model is asked to check it
     weight: float  # how much this event's comparison counts in the precision estimate
+    seq: int = 0  # the order events were decided in: the order they are learned in
 
 
 @dataclass
@@ -148,7 +150,10 @@ class LearnedTier:
         self._pairs: deque[tuple[float, bool, float]] = deque(maxlen=window)
         self._curve = Curve()
         self._scorer = ScoreBatcher(self._score_many, max_batch=128, max_wait_s=0.005)
-        self._pending: list[tuple[sp.csr_matrix, dict[str, Any]]] = []
+        # (decision order, row, answer): answers arrive in the order the model returns
+        # them, but are learned in the order their events came (SGD depends on order).
+        self._pending: list[tuple[int, sp.csr_matrix, dict[str, Any]]] = []
+        self._seq = itertools.count()
         self._training: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -169,17 +174,19 @@ class LearnedTier:
     # -- on the event loop ----------------------------------------------------------------
 
     async def decide(self, text: str) -> Decision:
+        seq = next(self._seq)
         row, guess = await self._scorer.score(text)
         threshold = self.stats.threshold
         sure = guess.confidence is not None and threshold is not None
         if not sure or guess.confidence is None or threshold is None:
-            return Decision(guess, row, local=False, audit=False, weight=1.0)
+            return Decision(guess, row, local=False, audit=False, weight=1.0, seq=seq)
         if guess.confidence < threshold:
-            return Decision(guess, row, local=False, audit=False, weight=1.0)
+            return Decision(guess, row, local=False, audit=False, weight=1.0, seq=seq)
         if self._rng.random() < self.audit_share:
-            return Decision(guess, row, local=False, audit=True, weight=1 / self.audit_share)
+            audit = 1 / self.audit_share
+            return Decision(guess, row, local=False, audit=True, weight=audit, seq=seq)
         self.stats.local += 1
-        return Decision(guess, row, local=True, audit=False, weight=0.0)
+        return Decision(guess, row, local=True, audit=False, weight=0.0, seq=seq)
 
     def local_fields(self, decision: Decision) -> tuple[dict[str, Any], float]:
         """The local answer of a ``local`` decision and its calibrated confidence."""
@@ -203,7 +210,7 @@ class LearnedTier:
                 stats.audited += 1
                 stats.audited_agreed += agreed
                 stats.recent_audits.append(agreed)
-        self._pending.append((decision.row, dict(answer)))
+        self._pending.append((decision.seq, decision.row, dict(answer)))
         if len(self._pending) >= self.train_batch:
             self._start_training()
         elif self._timer is None:
@@ -231,12 +238,12 @@ class LearnedTier:
             self._timer = None
         if self._training is not None or not self._pending:
             return
-        batch, self._pending = self._pending, []
+        batch, self._pending = sorted(self._pending, key=lambda p: p[0]), []
         pairs = list(self._pairs)
         self._training = asyncio.get_running_loop().create_task(self._train(batch, pairs))
 
     async def _train(
-        self, batch: list[tuple[sp.csr_matrix, dict[str, Any]]],
+        self, batch: list[tuple[int, sp.csr_matrix, dict[str, Any]]],
         pairs: list[tuple[float, bool, float]],
     ) -> None:  # fmt: skip
         try:
@@ -252,11 +259,11 @@ class LearnedTier:
             self._timer = loop.call_later(self.train_wait_s, self._start_training)
 
     def _learn(
-        self, batch: list[tuple[sp.csr_matrix, dict[str, Any]]],
+        self, batch: list[tuple[int, sp.csr_matrix, dict[str, Any]]],
         pairs: list[tuple[float, bool, float]],
     ) -> tuple[float | None, Curve]:  # fmt: skip
-        rows = sp.vstack([r for r, _ in batch], format="csr")
-        self.student.learn(rows, [a for _, a in batch])
+        rows = sp.vstack([r for _, r, _ in batch], format="csr")
+        self.student.learn(rows, [a for _, _, a in batch])
         return choose_threshold(pairs, self.target, self.min_support)
 
     def _shape_fields(self, *, include_confidence: bool = False) -> tuple[str, ...]:
