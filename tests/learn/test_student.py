@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +147,19 @@ def test_scores_are_scikit_learns_probabilities_from_weights_laid_out_once() -> 
     student.learn(rows[:20], [{"sentiment": "positive", "tone": "calm"}] * 20)
     after = student.guess(rows[:5])  # laid out again: the new weights score
     assert [g.confidence for g in before] != [g.confidence for g in after]
+
+
+def test_the_ceiling_is_what_hindsight_could_answer_at_the_target(tmp_path: Path) -> None:
+    from stream.evaluation.ceiling import ceilings  # noqa: PLC0415
+    from stream.evaluation.handlers import read_sentiment  # noqa: PLC0415
+
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label_text"])
+        writer.writerows(reviews(400, seed=2))
+    first, second = ceilings("sentiment", read_sentiment(path, None), window=200)
+    assert first.events == second.events == 200
+    assert first.share < second.share  # the first guesses are made knowing nothing
+    assert second.accuracy >= 0.95
+    assert second.share >= 0.9
