@@ -288,7 +288,7 @@ def plot_teacher(runs: Sequence[TeacherRun], path: Path, every: int = 100) -> No
         ax.plot(x, agreement, label="agreement w/ teacher (local)")
         ax.plot(x, [p.accuracy for p in points], label="accuracy")
         ax.plot(x, [p.model_only_accuracy for p in points], "--", label="model-only accuracy")
-        ax.plot(x, [p.cost_ratio for p in points], ":", label="$ / model-only $")
+        ax.plot(x, [p.cost_ratio for p in points], ":", label=r"\$ / model-only \$")
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{run.name}: {run.path.name} (teacher noise {run.noise:g})")
         ax.set_xlabel("events")
