@@ -152,6 +152,10 @@ class ProcessingSettings(_Section):
     # A partition with events in flight and none finished for this long is stuck: the
     # watchdog fails /readyz, sets sluicegate_partition_stalled and logs which one.
     stall_timeout_s: PositiveFloat = 120.0
+    # The learned local tier's warm state: each learning route's student is written to
+    # the compacted topic <group_id>.<route>.student this often (seconds) and at
+    # shutdown, and read back at start (stream/learn/snapshot.py); 0: never written/read.
+    student_snapshot_s: float = Field(60.0, ge=0)
     transaction_timeout_ms: PositiveInt = 60000
     # Exactly-once only. Keep it stable across restarts of one replica (a StatefulSet
     # pod name, say) so a restart fences its predecessor and aborts its open transaction

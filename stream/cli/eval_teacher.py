@@ -22,6 +22,9 @@ def add_teacher_arguments(ev: Any) -> None:
     ev.add_argument("--teacher-noise", type=float, default=0.1,
                     help="share of the teacher's labels flipped (default 0.1)")  # fmt: skip
     ev.add_argument("--window", type=int, default=500, help="events per reported window")
+    ev.add_argument("--local-target", type=float, default=None,
+                    help="--teacher: the route's local_target (default 0.95): the agreement "
+                    "with the model the learned tier must keep")  # fmt: skip
     ev.add_argument("--plot", type=Path, default=None, help="--teacher: write the curves (PNG)")
 
 
@@ -36,12 +39,16 @@ def run_teacher(
         raise ConfigError(f"--teacher-noise: {args.teacher_noise} is not between 0 and 1")
     if args.window < 1:
         raise ConfigError(f"--window: {args.window} is not a positive number of events")
+    target = args.local_target
+    if target is not None and not 0 < target <= 1:
+        raise ConfigError(f"--local-target: {target} is not in (0, 1]")
+    options = {} if target is None else {"local_target": target}
     runs, sections = [], []
     for path in args.data:
         try:
             run = asyncio.run(teacher.stream_with_teacher(
                 args.target, path, settings, noise=args.teacher_noise, window=args.window,
-                limit=args.limit,
+                limit=args.limit, options=options,
             ))  # fmt: skip
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"--data {path}: cannot evaluate {args.target}: {exc}") from None

@@ -86,9 +86,13 @@ def check_reachable(kafka: KafkaSettings, timeout: float = 10.0) -> int:
 
 
 def ensure_topics(
-    kafka: KafkaSettings, topics: Mapping[str, int], timeout: float = 30.0
+    kafka: KafkaSettings,
+    topics: Mapping[str, int],
+    timeout: float = 30.0,
+    config: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics (name -> partitions) that do not exist yet; return those created."""
+    """Create the topics (name -> partitions) that do not exist yet, with the topic
+    ``config`` given; return those created."""
     admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
@@ -97,7 +101,9 @@ def ensure_topics(
             f"Kafka at {kafka.bootstrap_servers} did not answer ({exc.args[0]})"
         ) from None
     missing = [
-        NewTopic(name, num_partitions=n) for name, n in topics.items() if name not in existing
+        NewTopic(name, num_partitions=n, config=dict(config or {}))
+        for name, n in topics.items()
+        if name not in existing
     ]
     if not missing:
         return []

@@ -114,6 +114,21 @@ class Processor:
             t for r in self.routes() if r.handler.uses_model for t in r.settings.input_topics
         }
         self._model_partitions = 0  # all partitions of those topics, read at start
+        self.snapshots = self._student_snapshots()
+        self._snapshot_task: asyncio.Task[None] | None = None
+
+    def _student_snapshots(self) -> Any:
+        """The learned tiers' warm state in Kafka (None: no route learns, or it is off)."""
+        tiers: dict[str, tuple[Any, str]] = {
+            r.name: (getattr(r.handler, "learner", None), r.handler.name) for r in self.routes()
+        }
+        tiers = {route: tier for route, tier in tiers.items() if tier[0] is not None}
+        every = self.settings.processing.student_snapshot_s
+        if not tiers or every <= 0:
+            return None
+        from stream.learn.snapshot import StudentSnapshots  # noqa: PLC0415 - scikit-learn
+
+        return StudentSnapshots(self.settings.kafka, tiers, every)
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, close. Safe from a signal handler."""
@@ -163,6 +178,9 @@ class Processor:
                 None, partition_counts, self.settings.kafka, self._model_topics
             )
             self._model_partitions = sum(counts.values())
+        if self.snapshots is not None:  # warm before the first event
+            await asyncio.get_running_loop().run_in_executor(None, self.snapshots.load)
+            self._snapshot_task = asyncio.create_task(self.snapshots.periodic())
         await self._source.start()
         try:
             while not self._stop.is_set():
@@ -533,5 +551,22 @@ class Processor:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._source.close()
             await self._guarantee.sink.close()
+            await self._last_snapshot()
             for route in self.routes():
                 await route.handler.aclose()
+
+    async def _last_snapshot(self) -> None:
+        """The learned tiers' state once more at shutdown (what they learned last)."""
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if self.snapshots is None:
+            return
+        for route in self.routes():
+            learner = getattr(route.handler, "learner", None)
+            if learner is not None:
+                await learner.drain()
+        try:
+            await self.snapshots.save()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on; the state is warm-only
+            log.warning("learned tier snapshot not written at shutdown: %s", exc)

@@ -167,9 +167,13 @@ def toml_text(config: Mapping[str, Any]) -> str:
     return "\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n"
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def sluicegate_command() -> list[str]:
-    script = Path(sys.executable).parent / "sluicegate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "stream"]
+    """``python -m stream`` run from this checkout (``cwd=ROOT``): the venv's
+    ``sluicegate`` script may import another checkout of the package (a shared venv)."""
+    return [sys.executable, "-m", "stream"]
 
 
 class ProcessorProcess:
@@ -187,7 +191,7 @@ class ProcessorProcess:
         self._terminated = False
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [*sluicegate_command(), "run", "--config", str(self.config_path)],
+                [*sluicegate_command(), "run", "--config", str(self.config_path)], cwd=ROOT,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - see _die_with_parent
             )  # fmt: skip

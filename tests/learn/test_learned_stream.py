@@ -66,3 +66,16 @@ def test_metrics_show_share_agreement_threshold_and_training() -> None:
     fresh: Any = SimpleNamespace(name="sentiment", learner=LearnedTier(SentimentAnswer))
     found = {m.name: m.samples[0].value for m in learned_tier_metrics({"r": fresh})}
     assert math.isnan(found["sluicegate_learned_threshold"])
+
+
+@pytest.mark.asyncio
+async def test_a_tier_that_never_answers_costs_what_the_model_alone_costs(tmp_path: Path) -> None:
+    # Each pass has a simulator of its own: the model-only pass used to find the cascade's
+    # prompts in the simulated prompt cache and pay the cached price for them (1.7-2.3x).
+    data = write_csv(tmp_path / "reviews.csv", reviews(200, seed=8))
+    run = await stream_with_teacher(
+        "sentiment", data, Settings(), noise=0.0, window=100, options={"local_target": 1.0}
+    )
+    assert not any(s.local for s in run.cascade)  # no agreement bound ever reaches 1.0
+    for window in run.windows():
+        assert window.cost_ratio == pytest.approx(1.0, abs=0.02)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,3 +131,35 @@ async def test_tier_takes_over_keeps_agreement_and_defers_after_drift() -> None:
     tail = after[-200:]
     assert sum(x is not None for x in tail) < len(late) / 2  # it defers far more
     assert (tier.stats.audited_agreement or 0.0) < 0.95
+
+
+def test_scores_are_scikit_learns_probabilities_from_weights_laid_out_once() -> None:
+    data = reviews(200, seed=4)
+    student = Student({"sentiment": ("positive", "negative"), "tone": ("calm", "loud", "flat")})
+    rows = features([t for t, _ in data])
+    tones = ("calm", "loud", "flat")
+    student.learn(rows, [{"sentiment": lab, "tone": tones[i % 3]}
+                         for i, (_, lab) in enumerate(data)])  # fmt: skip
+    for name, model in student.enum_models.items():
+        mine = student._proba(model, rows[:50])
+        assert mine == pytest.approx(model.predict_proba(rows[:50]), abs=1e-12), name
+    before = student.guess(rows[:5])
+    student.learn(rows[:20], [{"sentiment": "positive", "tone": "calm"}] * 20)
+    after = student.guess(rows[:5])  # laid out again: the new weights score
+    assert [g.confidence for g in before] != [g.confidence for g in after]
+
+
+def test_the_ceiling_is_what_hindsight_could_answer_at_the_target(tmp_path: Path) -> None:
+    from stream.evaluation.ceiling import ceilings  # noqa: PLC0415
+    from stream.evaluation.handlers import read_sentiment  # noqa: PLC0415
+
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label_text"])
+        writer.writerows(reviews(400, seed=2))
+    first, second = ceilings("sentiment", read_sentiment(path, None), window=200)
+    assert first.events == second.events == 200
+    assert first.share < second.share  # the first guesses are made knowing nothing
+    assert second.accuracy >= 0.95
+    assert second.share >= 0.9
