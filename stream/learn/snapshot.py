@@ -345,8 +345,9 @@ class StudentSnapshots:
             self._saved[route] = self.tiers[route][0].student.trained
         return self.loaded
 
-    async def save(self) -> list[str]:
-        """Write the snapshot of every route whose student learned since its last one."""
+    async def save(self, flush_s: float = 30.0) -> list[str]:
+        """Write the snapshot of every route whose student learned since its last one,
+        waiting at most ``flush_s`` for each (shutdown passes a short one)."""
         import asyncio  # noqa: PLC0415
 
         written = []
@@ -355,16 +356,18 @@ class StudentSnapshots:
             if trained == 0 or self._saved.get(route) == trained:
                 continue
             calibration = calibration_of(tier)  # on the loop, where the pairs change
-            await asyncio.to_thread(self._write, route, tier, handler, calibration)
+            await asyncio.to_thread(self._write, route, tier, handler, calibration, flush_s)
             self._saved[route] = trained
             written.append(route)
         return written
 
-    def _write(self, route: str, tier: LearnedTier, handler: str, cal: Calibration) -> None:
+    def _write(
+        self, route: str, tier: LearnedTier, handler: str, cal: Calibration, timeout: float
+    ) -> None:
         if self._writer is None:
             self._writer = SnapshotWriter(self.kafka)
         value = encode(tier, cal, route, handler)
-        self._writer.write(self.topics[route], route, value)
+        self._writer.write(self.topics[route], route, value, timeout)
         log.info(
             "learned tier of route %r: snapshot written to %s (%d bytes, %d answers learned)",
             route, self.topics[route], len(value), tier.student.trained,

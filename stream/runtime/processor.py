@@ -56,6 +56,7 @@ POLL_S = 0.1  # how long a poll waits for records
 # How long the loop may hold off polling while room in the in-flight bounds is on its way.
 ROOM_WAIT_S = 1.0
 STAGES = ("handle", "produce")
+SNAPSHOT_AT_SHUTDOWN_S = 5.0  # the last snapshot of the learned tiers: warm state only
 
 
 class Processor:
@@ -567,6 +568,6 @@ class Processor:
             if learner is not None:
                 await learner.drain()
         try:
-            await self.snapshots.save()
+            await self.snapshots.save(flush_s=SNAPSHOT_AT_SHUTDOWN_S)  # a broker away: short
         except Exception as exc:  # noqa: BLE001 - shutdown goes on; the state is warm-only
             log.warning("learned tier snapshot not written at shutdown: %s", exc)
