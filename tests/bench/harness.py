@@ -167,9 +167,15 @@ def toml_text(config: Mapping[str, Any]) -> str:
     return "\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n"
 
 
+# The checkout this harness belongs to: its processors run this code.
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
 def sluicegate_command() -> list[str]:
-    script = Path(sys.executable).parent / "sluicegate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "stream"]
+    """``sluicegate`` as this checkout's code: ``python -m stream`` run from its root.
+    (The venv's ``sluicegate`` script imports whichever checkout the venv was installed
+    from, which for a venv shared between checkouts measured another one's code.)"""
+    return [sys.executable, "-m", "stream"]
 
 
 class ProcessorProcess:
@@ -188,7 +194,7 @@ class ProcessorProcess:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [*sluicegate_command(), "run", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=CHECKOUT,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - see _die_with_parent
             )  # fmt: skip
 
