@@ -241,6 +241,7 @@ def scaling_run(
 ) -> list[Phase]:
     """One replica, then three, then one, each for ``phase_s`` on one backlog."""
     sim.reset()
+    sim.drain()  # as in the other runs: every phase's rate is the sustained one
     prefix = f"scale-{uuid.uuid4().hex[:8]}"
     group = f"{prefix}-group"
     create_topics(bootstrap, {f"{prefix}.in": PARTITIONS, f"{prefix}.out": PARTITIONS,
