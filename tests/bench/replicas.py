@@ -356,7 +356,7 @@ def section(
         scaling = f"""
 Scaling under load, one run: one replica on a backlog, two more started into the busy
 group, then stopped again (SIGTERM), every replica with the same `model.rpm`
-{plan.rpm:,}:
+{plan.rpm:,}; the simulator's minute is spent at the start, as in the runs above:
 
 {scaling_table(phases, settle_s)}
 
