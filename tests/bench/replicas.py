@@ -356,7 +356,9 @@ def section(
         scaling = f"""
 Scaling under load, one run: one replica on a backlog, two more started into the busy
 group, then stopped again (SIGTERM), every replica with the same `model.rpm`
-{plan.rpm:,}; the simulator's minute is spent at the start, as in the runs above:
+{plan.rpm:,}. The simulator's buckets are emptied when the run starts, but they
+refill while the first replica starts and the backlog is produced, so the first phase
+spends part of a minute's allowance (its rate is above what the limit sustains):
 
 {scaling_table(phases, settle_s)}
 
