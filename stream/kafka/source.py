@@ -109,7 +109,8 @@ class Source:
         )
 
     async def poll(self, max_records: int, wait_s: float) -> list[Message]:
-        """Up to ``max_records`` messages, waiting at most ``wait_s`` seconds."""
+        """Up to ``max_records`` messages: as soon as there is one, with those already
+        fetched behind it; an empty list after ``wait_s`` seconds without any."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, self._consume, max_records, wait_s)
@@ -117,9 +118,16 @@ class Source:
             raise map_kafka_error(exc, "consuming") from None
 
     def _consume(self, max_records: int, wait_s: float) -> list[Message]:
-        """(consumer thread) ``consume``, then the group's metadata as it now stands."""
-        msgs = self.consumer.consume(max_records, wait_s)
-        self.group_metadata = self.consumer.consumer_group_metadata()
+        """(consumer thread) The first message as soon as it is there, then those queued
+        behind it, then the group's metadata as it now stands. ``consume(n, wait)`` alone
+        would return only once ``n`` messages are there or ``wait`` is over: at a trickle
+        every record would wait out ``wait`` before the loop sees it."""
+        consumer = self.consumer
+        first = consumer.poll(wait_s)
+        msgs = [] if first is None else [first]
+        if first is not None and max_records > 1:
+            msgs.extend(consumer.consume(max_records - 1, 0))
+        self.group_metadata = consumer.consumer_group_metadata()
         return msgs
 
     def pause(self, tps: Iterable[TP]) -> None:

@@ -5,7 +5,10 @@ Handlers ask for one event at a time; the batcher holds each ask for at most
 the same task go out in one request, and longer while the rate budget would hold the
 request back anyway. The window closes early once waiting no longer adds events: no new
 ask came for ``idle_s`` (the events of one consumer poll arrive together), and the budget
-would let the request go now.
+would let the request go now. While a request of the task already waits for the rate
+budget, the asks behind it wait unbatched: the next batch is made when that request is
+admitted, at the size the answers seen by then allow (a backlog otherwise went out in
+batches cut at the size first guessed, before any answer was known, for minutes).
 The static prompt is paid once per batch instead of once per event. Identical content
 is answered from the cache, or shares the request already in flight for it. The usage
 of a batch is shared out evenly, so every event carries its part of the tokens.
@@ -26,7 +29,7 @@ from pydantic import BaseModel
 
 from handlers.model import Reply, Task
 from stream.model.cache import TtlLru, cache_key
-from stream.model.client import ModelClient, strict_schema
+from stream.model.client import Answers, ModelClient, strict_schema
 from stream.model.errors import ModelOutputInvalid
 from stream.model.tokens import estimate_tokens
 
@@ -65,9 +68,12 @@ class _Ask:
 
 @dataclass
 class _Pending:
+    """The asks of one task not yet in a request: the next batch, and while a request
+    of the task waits for the budget, those behind it."""
+
     task: Task
     events: list[_Ask] = field(default_factory=list)
-    tokens: int = 0
+    tokens: int = 0  # estimated tokens of all their texts
     timer: asyncio.TimerHandle | None = None
     opened: float = 0.0  # loop time of its first ask
     arrived: int = 0  # asks added so far
@@ -145,6 +151,8 @@ class Batcher:
         self._pending: dict[str, _Pending] = {}
         self._inflight: dict[str, _Ask] = {}
         self._requests: set[asyncio.Task[None]] = set()
+        # Requests per task made but not yet admitted by the rate budget (at most one).
+        self._unadmitted: dict[str, int] = {}
         self.batches = 0
         self.batched_events = 0
         # Completion tokens per answered item, per task: learned from each batch's usage,
@@ -223,22 +231,36 @@ class Batcher:
         return tasks
 
     def _enqueue(self, tid: str, task: Task, ask: _Ask, *, flush_now: bool) -> None:
-        tokens = estimate_tokens(ask.text)
-        pending = self._pending.get(tid)
-        if pending is not None and pending.tokens + tokens > self.max_tokens:
-            self._flush(tid)
-            pending = None
+        if flush_now:  # batching off for this ask: a request of its own, at once
+            self._send(tid, task, [ask], admitted_counts=False)
+            return
         loop = asyncio.get_running_loop()
+        pending = self._pending.get(tid)
         if pending is None:
             pending = self._pending[tid] = _Pending(task, opened=loop.time(), seen=1)
         pending.events.append(ask)
-        pending.tokens += tokens
+        pending.tokens += estimate_tokens(ask.text)
         pending.arrived += 1
-        if flush_now or len(pending.events) >= self._batch_limit(tid, task):
+        self._kick(tid)
+
+    def _full(self, tid: str, pending: _Pending) -> bool:
+        """The pending asks make at least one whole batch (by events or by tokens)."""
+        if len(pending.events) >= self._batch_limit(tid, pending.task):
+            return True
+        return len(pending.events) > 1 and pending.tokens > self.max_tokens
+
+    def _kick(self, tid: str) -> None:
+        """Send whole batches while no request of the task waits for the budget; else
+        (and for a part batch) let the window's timer decide."""
+        pending = self._pending.get(tid)
+        while pending is not None and not self._unadmitted.get(tid) and self._full(tid, pending):
             self._flush(tid)
-        elif pending.timer is None:
+            pending = self._pending.get(tid)
+        if pending is not None and pending.timer is None and not self._unadmitted.get(tid):
+            loop = asyncio.get_running_loop()
             first = self.idle_s if 0 < self.idle_s < self.max_wait_s else self.max_wait_s
-            pending.timer = loop.call_later(first, self._due, tid)
+            left = pending.opened + self.max_wait_s - loop.time()
+            pending.timer = loop.call_later(max(0.0, min(first, left)), self._due, tid)
 
     def _due(self, tid: str) -> None:
         """The batch's wait may be over. While asks keep arriving (one in the last
@@ -249,6 +271,9 @@ class Batcher:
         pending = self._pending.get(tid)
         if pending is None:
             return
+        pending.timer = None
+        if self._unadmitted.get(tid):
+            return  # the waiting request's admission makes the next batch
         loop = asyncio.get_running_loop()
         grew, pending.seen = pending.arrived > pending.seen, pending.arrived
         left = pending.opened + self.max_wait_s - loop.time()
@@ -262,6 +287,7 @@ class Batcher:
             pending.timer = loop.call_later(min(wait, MAX_HOLD_S), self._due, tid)
             return
         self._flush(tid)
+        self._kick(tid)
 
     def _batch_limit(self, tid: str, task: Task) -> int:
         """Events per request: ``max_events``, fewer when their answers would not fit in
@@ -273,29 +299,69 @@ class Batcher:
         return min(fits, self.client.batch_limit(task))
 
     def _flush(self, tid: str) -> None:
-        pending = self._pending.pop(tid, None)
-        if pending is None or not pending.events:
+        """One batch off the front of the task's pending asks, as a request; the rest
+        (asks beyond the batch) stay pending."""
+        pending = self._pending.get(tid)
+        if pending is None:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+            pending.timer = None
+        limit = self._batch_limit(tid, pending.task)
+        batch: list[_Ask] = []
+        tokens = 0
+        for ask in pending.events:
+            size = estimate_tokens(ask.text)
+            if batch and (len(batch) >= limit or tokens + size > self.max_tokens):
+                break
+            batch.append(ask)
+            tokens += size
+        del pending.events[: len(batch)]
+        pending.tokens -= tokens
+        if pending.events:
+            loop = asyncio.get_running_loop()
+            pending.opened, pending.seen = loop.time(), pending.arrived
+        else:
+            del self._pending[tid]
+        if batch:
+            self._send(tid, pending.task, batch, admitted_counts=True)
+
+    def _send(self, tid: str, task: Task, events: list[_Ask], *, admitted_counts: bool) -> None:
         # A context of its own: the request serves the whole batch, so what it logs must
         # not carry the fields of the event whose ask happened to start the batch.
+        if admitted_counts:
+            self._unadmitted[tid] = self._unadmitted.get(tid, 0) + 1
         request = asyncio.create_task(
-            self._request(pending.task, pending.events), context=contextvars.Context()
+            self._request(tid, task, events, counted=admitted_counts),
+            context=contextvars.Context(),
         )
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
 
-    async def _request(self, task: Task, events: list[_Ask]) -> None:
+    def _admitted(self, tid: str) -> None:
+        """A request of the task left the budget's queue (or never reached it): the
+        asks behind it may make the next batch."""
+        left = self._unadmitted.get(tid, 0) - 1
+        if left > 0:
+            self._unadmitted[tid] = left
+        else:
+            self._unadmitted.pop(tid, None)
+        self._kick(tid)
+
+    async def _request(self, tid: str, task: Task, events: list[_Ask], *, counted: bool) -> None:
         self.batches += 1
         self.batched_events += len(events)
         by_id = {str(i): ask for i, ask in enumerate(events)}
+        waiting = [counted]  # not yet admitted, and counted in _unadmitted
 
         def admit(ids: list[str]) -> list[str]:
             # The budget admitted the request: the events still wanted are sent now.
             kept = [eid for eid in ids if not by_id[eid].future.done()]
             for eid in kept:
                 by_id[eid].sent = True
+            if waiting[0]:
+                waiting[0] = False
+                self._admitted(tid)
             return kept
 
         try:
@@ -311,6 +377,14 @@ class Batcher:
                 if not ask.future.done():
                     ask.future.set_exception(exc)
             return
+        finally:
+            if waiting[0]:  # ended before the budget admitted it
+                waiting[0] = False
+                self._admitted(tid)
+        self._deliver(task, by_id, answers)
+
+    def _deliver(self, task: Task, by_id: dict[str, _Ask], answers: Answers) -> None:
+        """Every sent event's answer or error, its share of the cost, the cache."""
         sent = {eid: ask for eid, ask in by_id.items() if ask.sent}
         if not sent:
             return  # every asker gave up before the request was sent
@@ -348,7 +422,8 @@ class Batcher:
     async def aclose(self) -> None:
         """Cancel requests still running; their askers see the cancellation."""
         for tid in list(self._pending):
-            self._flush(tid)
+            while tid in self._pending:
+                self._flush(tid)
         for request in list(self._requests):
             request.cancel()
         await asyncio.gather(*self._requests, return_exceptions=True)

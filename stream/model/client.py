@@ -739,18 +739,23 @@ class ModelClient:
         mode: str = OUTPUT_MODES[0],
         events: int = 1,
     ) -> Any:
-        await self.budget.acquire(estimate)
+        # A slot first, then the budget: a request the budget admitted is sent at once.
+        # The other way round, a burst admitted while the budget still looked full (a
+        # replica's first seconds, a share just grown) queued for slots and went out
+        # seconds later, after the server's headers had said the account was spent: 429s.
+        await self.concurrency.acquire(task.name)
+        try:
+            await self.budget.acquire(estimate)
+        except BaseException:
+            self.concurrency.release_unused()
+            raise
         if admitted is not None:
             chosen = admitted()
             if chosen is None:
                 self.budget.refund(estimate)  # nothing left to send: nothing spent
+                self.concurrency.release_unused()
                 return None
             messages = chosen
-        try:
-            await self.concurrency.acquire(task.name)
-        except BaseException:
-            self.budget.refund(estimate)
-            raise
         started = time.monotonic()
         # Sent while no other request is in flight: its time is the endpoint's own.
         alone = self.concurrency.in_flight == 1

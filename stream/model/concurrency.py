@@ -79,6 +79,11 @@ class AimdLimit:
             self.limit = min(self.ceiling, self.limit + 1 / self.limit)
         self._wake()
 
+    def release_unused(self) -> None:
+        """Free a slot whose call was never made: nothing to learn from it."""
+        self.in_flight -= 1
+        self._wake()
+
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):
             entry = self._next()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from stream.model.batcher import Batcher
+from stream.model.batcher import Batcher, batch_size, output_estimate
 from stream.model.cache import TtlLru
 from stream.model.errors import ModelOutputInvalid, ModelUnavailable
 from tests.stream.model.fakes import TASK, Server, answer, client, completion, error, good
@@ -109,3 +109,29 @@ async def test_outage_reaches_every_asker() -> None:
                                    return_exceptions=True)  # fmt: skip
     assert all(isinstance(r, ModelUnavailable) for r in results)
     assert len(server.requests) == 1
+
+
+async def test_a_backlog_waiting_for_budget_is_batched_at_the_size_learned_meanwhile() -> None:
+    """A backlog arrives while the request budget is spent. The first guess of an
+    answer's size allows two events a request; the answers show they are far smaller.
+    The batches are made as the budget admits them, so the later ones are larger (they
+    were all cut at two, before any answer was known, and went out so for minutes)."""
+
+    def reply(body: dict[str, Any], n: int) -> httpx2.Response:
+        events = server.events(n)
+        return completion(answer(*(good(e) for e in events)), usage=(100, 5 * len(events), 0))
+
+    server = Server(reply)
+    guess = output_estimate(TASK)
+    completion_tokens = int(2.5 * guess / 0.8)  # room for two items of the first guess
+    assert batch_size(16, completion_tokens, guess) == 2
+    model = client(server, rpm=1200, max_completion_tokens=completion_tokens)
+    model.budget.requests.take(1200)  # one request every 50 ms from now
+    batcher = Batcher(model, max_events=16, max_wait_s=0.001)
+    replies = await asyncio.gather(*(batcher.ask(TASK, f"review {i}") for i in range(60)))
+    sizes = [len(server.events(n)) for n in range(len(server.requests))]
+    assert all(r.source == "model" for r in replies)
+    assert sum(sizes) == 60
+    assert sizes[0] == 2
+    assert max(sizes) > 2
+    assert len(sizes) < 30

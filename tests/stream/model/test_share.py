@@ -97,3 +97,30 @@ async def test_three_replicas_at_a_third_each_get_no_429() -> None:
         assert answered >= 120  # the account's full minute's allowance was used
         for replica in replicas:
             await replica.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_burst_admitted_on_a_full_budget_stops_at_the_first_429() -> None:
+    """A replica starts with its budget full while the account is spent (others used
+    it). Only the calls already holding a slot may go before the server's headers say
+    so; the rest wait for the budget. (The budget used to admit the whole burst first:
+    admitted calls queued for the two slots and went out one after another after the
+    first 429 had set the budget to empty, each answered 429.)"""
+    sim = SimulatorSettings(rpm=60, tpm=0, latency_median_ms=5, seed=3)
+    async with running_simulator(sim) as url:
+        other = ModelClient(ModelSettings(api_key="sk-test", base_url=url, rpm=0, tpm=0))
+        for i in range(60):  # the account's minute, spent by someone else
+            await other.ask(TASK, [(f"o{i}", f"other {i}")])
+        await other.aclose()
+        slots = {"min_concurrency": 2, "initial_concurrency": 2, "max_concurrency": 2}
+        settings = ModelSettings(api_key="sk-test", base_url=url, rpm=60, tpm=0, **slots)
+        replica = ModelClient(settings)
+        assert replica.budget.requests.level >= 59  # it believes the minute is unspent
+        tasks = [asyncio.create_task(replica.ask(TASK, [(f"{i}", f"review {i}")]))
+                 for i in range(20)]  # fmt: skip
+        await asyncio.sleep(1.5)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert replica.rate_limited <= 2  # the two calls that held the slots
+        await replica.aclose()
