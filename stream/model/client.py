@@ -270,14 +270,42 @@ class ModelClient:
         # Seconds per event of each task's answers (a moving average), from requests
         # sent while no other was in flight: the endpoint's own time, without queueing.
         self.event_s: dict[str, float] = {}
+        # After a timeout, the most events a task's request carries (see _capped): a
+        # bound that answers in time double again, up to model.batch_max_events.
+        self.batch_cap: dict[str, int] = {}
 
     def batch_limit(self, task: Task) -> int:
         """The most events a request of ``task`` should carry at this endpoint now."""
-        per = self.event_s.get(_speed_key(task))
+        key, most = _speed_key(task), self.settings.batch_max_events
+        most = min(most, self.batch_cap.get(key, most))
+        per = self.event_s.get(key)
         if per is None:
-            return self.settings.batch_max_events
+            return most
         room = BATCH_LATENCY_SHARE * self.settings.timeout_s
-        return max(1, min(self.settings.batch_max_events, int(room / max(per, 1e-6))))
+        return max(1, min(most, int(room / max(per, 1e-6))))
+
+    def _capped(self, task: Task, events: int, took: float | None) -> None:
+        """Bound a task's batches by what came back in time. A request of ``events`` that
+        timed out (``took`` None) halves the bound below its size, whether or not others
+        were in flight: before any answer was timed alone, the first batches go out at
+        full size, and a small model on a CPU that cannot answer them in time goes on
+        computing each after the client gave up (a server that answers one at a time
+        spent minutes on such batches). An answer within BATCH_LATENCY_SHARE of
+        model.timeout_s even at twice its time doubles the bound from its size. An
+        endpoint that never times out is never bounded."""
+        key = _speed_key(task)
+        cap = self.batch_cap.get(key)
+        if took is None:
+            if events > 1:
+                self.batch_cap[key] = min(cap or events, max(1, events // 2))
+            return
+        # Doubled only if twice this answer's time still fits.
+        if cap is not None and 2 * took <= BATCH_LATENCY_SHARE * self.settings.timeout_s:
+            grown = max(cap, 2 * events)
+            if grown >= self.settings.batch_max_events:
+                del self.batch_cap[key]
+            else:
+                self.batch_cap[key] = grown
 
     def _expected_s(self, task: Task, events: int) -> float | None:
         per = self.event_s.get(_speed_key(task))
@@ -784,8 +812,10 @@ class ModelClient:
                     self.breaker.forget_probe()
                     raise refused from None
             mapped, no_flex = self._failed(exc, task, flex=tier is not None, timeout=timeout)
-            if isinstance(mapped, ModelTimeout) and alone:
-                self._timed(task, events, timeout, ok=False)
+            if isinstance(mapped, ModelTimeout):
+                self._capped(task, events, None)
+                if alone:
+                    self._timed(task, events, timeout, ok=False)
             if isinstance(mapped, ContextExceeded):
                 mapped.estimated_prompt = estimate - reserved
             if no_flex:
@@ -811,6 +841,7 @@ class ModelClient:
         self.concurrency.release(latency=took)
         if alone:
             self._timed(task, events, took, ok=True)
+        self._capped(task, events, took)
         self.requests["ok"] += 1
         self.latency.observe(took)
         self.breaker.record(ok=True)

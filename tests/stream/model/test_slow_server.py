@@ -152,3 +152,58 @@ async def test_waiters_of_the_task_last_sent_go_first_a_bounded_number_of_times(
     await asyncio.gather(*waiting)
     limit.release()
     assert order == ["a", "b", "a"]
+
+
+async def test_batches_are_bounded_after_a_timeout_among_others_in_flight() -> None:
+    """A server that cannot answer more than two events in time (0.25 s an event, a 1 s
+    timeout, and more than two time out), asked by several
+    batchers at once (no request is timed alone, so no speed is learned): after the
+    timeouts, a later batch is not sent whole again, only in parts the server answers
+    (it computes a request the client gave up on to the end: each is wasted)."""
+    sent: list[int] = []
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        eids = [eid for eid, _ in parse_events(body["messages"][1]["content"])]
+        sent.append(len(eids))
+        if len(eids) > 2:
+            await asyncio.sleep(0.05)
+            raise httpx2.ReadTimeout("too slow", request=request)
+        await asyncio.sleep(0.25 * len(eids))  # two take 0.5 s of the 1 s timeout
+        return completion(answer(*(good(e) for e in eids)))
+
+    config = ModelSettings(
+        api_key="sk-test", base_url="http://sim.test/v1", timeout_s=1, breaker_threshold=100
+    )
+    model = ModelClient(
+        config, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    )
+    first = [[(f"{k}{i}", f"review {k}{i}") for i in range(16)] for k in "abc"]
+    done = await asyncio.gather(*(model.ask(TASK, events) for events in first))
+    assert all(set(d.outputs) == {eid for eid, _ in e} for d, e in zip(done, first, strict=True))
+    assert model.batch_limit(TASK) <= 4
+    sent.clear()
+    later = [(f"z{i}", f"review z{i}") for i in range(16)]
+    answers = await model.ask(TASK, later)
+    assert set(answers.outputs) == {eid for eid, _ in later}
+    assert sum(1 for n in sent if n > 2) <= 1, sent  # one probe of a bigger size at most
+
+
+async def test_a_timeout_bounds_batches_even_when_nothing_was_timed_alone() -> None:
+    """The bound a timeout sets does not wait for a request timed alone (at a busy start
+    there is none): half the size that timed out, doubled again only by answers that
+    would still be in time at twice their time, and gone at the configured size."""
+    model = client(Server(ok))
+    most = model.settings.batch_max_events
+    room = 0.75 * model.settings.timeout_s
+    model._capped(TASK, most, None)
+    assert model.batch_limit(TASK) == most // 2
+    model._capped(TASK, most // 2, None)
+    assert model.batch_limit(TASK) == most // 4
+    model._capped(TASK, most // 4, room * 0.6)  # twice that is over the room
+    assert model.batch_limit(TASK) == most // 4
+    model._capped(TASK, most // 4, room * 0.1)
+    assert model.batch_limit(TASK) == most // 2
+    model._capped(TASK, most // 2, room * 0.1)
+    assert model.batch_limit(TASK) == most
+    assert not model.batch_cap
