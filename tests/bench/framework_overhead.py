@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ops.kafka import broker
 from stream.config import Guarantee, ProcessingSettings
+from stream.kafka.sink import LINGER_MS
 from tests.bench.plain_loop import run_plain
 from tests.bench.report import Variant, machine, table, write_section
 from tests.bench.runtime_loop import bench_settings, run_sluicegate
@@ -119,7 +120,8 @@ def settings_note(raised: dict[str, int]) -> str:
         f"*defaults* are a user's settings untouched: `max_in_flight` {d.max_in_flight}, "
         f"`max_in_flight_per_partition` {d.max_in_flight_per_partition}, `max_poll_records` "
         f"{d.max_poll_records}, `commit_interval_ms` {d.commit_interval_ms}, producer "
-        f"`linger.ms` 5 and `compression.type` lz4. *raised bounds* change only {bounds}. "
+        f"`linger.ms` {LINGER_MS} and `compression.type` lz4. *raised bounds* change only "
+        f"{bounds}. "
         "Every sluicegate row has one route with `unordered` ordering, an instant handler "
         "and metrics off. The plain loop uses confluent-kafka's defaults plus "
         "`enable.idempotence`, `consume(500)` and async commits every second."
