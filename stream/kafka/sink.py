@@ -43,8 +43,8 @@ STUCK_AFTER_S = 15.0
 
 # The output producer sends a record as soon as it is produced: the records behind it
 # still share a request while one is in flight, so moving a backlog is as fast as with
-# librdkafka's 5 ms (the framework-overhead benchmark), and a lone event's output does not
-# wait 5 ms for company (the added-latency benchmark: 8 / 12 ms p50 / p99, was 13 / 18).
+# librdkafka's 5 ms, and a lone event's output does not wait 5 ms for company (both
+# measured in BENCHMARKS.md: framework overhead, added latency).
 LINGER_MS = 0
 
 # librdkafka's delivery callback: (error or None, the message as delivered)
